@@ -1,0 +1,8 @@
+"""ferrocorn: a WSGI HTTP server in Rust, with gunicorn's command line.
+
+Run it as ``ferrocorn myproject.wsgi:application`` or ``python -m ferrocorn``.
+"""
+
+from ferrocorn._ferrocorn import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,68 @@
+//! Every way a request ends in an error page, each with its status in one match beside it.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::{Response, StatusCode};
+
+use super::response_body::ResponseBody;
+use crate::wsgi::Failure;
+
+/// A request the server answers itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The head is well-formed HTTP for hyper but ambiguous or unsafe to pass on (duplicate
+    /// `Host` or `Content-Length`, `Content-Length` beside `Transfer-Encoding`, …).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The app, or its request body, failed: see `wsgi::Failure`.
+    #[error(transparent)]
+    Wsgi(#[from] Failure),
+    /// The pool stopped taking jobs (shutting down).
+    #[error("the server is shutting down")]
+    Unavailable,
+    /// The pool thread holding the request went away without answering.
+    #[error("the request was dropped by its worker")]
+    WorkerLost,
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::Wsgi(f) => StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            RequestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::WorkerLost => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether the connection must close after this answer: the request stream can no longer
+    /// be trusted to be in step.
+    fn closes(&self) -> bool {
+        match self {
+            RequestError::BadRequest(_) | RequestError::Unavailable => true,
+            RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_)),
+            RequestError::WorkerLost => false,
+        }
+    }
+
+    /// A small HTML page, as gunicorn sends.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let page = format!(
+            "<html>\n  <head>\n    <title>{reason}</title>\n  </head>\n  <body>\n    <h1><p>{reason}</p></h1>\n  </body>\n</html>\n"
+        );
+        let mut resp = Response::new(ResponseBody::full(Bytes::from(page)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(SERVER, HeaderValue::from_static("ferrocorn"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        if let Some(len) = resp.body().exact_len() {
+            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if self.closes() {
+            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

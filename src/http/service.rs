@@ -1,0 +1,134 @@
+//! The hyper service for one connection: check the head, hand the request to the pool, and turn
+//! the pool's answer into a hyper response whose body streams from the pool thread.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
+use tokio::runtime::Handle;
+
+use super::error::RequestError;
+use super::request_body::IncomingReader;
+use super::response_body::ResponseBody;
+use crate::pool::Submitter;
+use crate::wsgi::{self, Answer, ConnInfo, HeadBody, Reply};
+
+/// How many body chunks may wait for a slow client before the app waits too.
+const BODY_CHANNEL_DEPTH: usize = 16;
+
+/// What every connection shares.
+pub struct Shared {
+    pub pool: Submitter<wsgi::Request>,
+    pub runtime: Handle,
+}
+
+/// What the server layer knows about a connection, in plain types.
+#[derive(Debug, Clone)]
+pub enum ConnMeta {
+    Tcp { peer: std::net::SocketAddr, local: std::net::SocketAddr },
+    Unix { path: String },
+}
+
+/// The service hyper calls for each request on one connection.
+#[derive(Clone)]
+pub struct AppService {
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+}
+
+impl AppService {
+    pub fn new(shared: Arc<Shared>, meta: &ConnMeta) -> AppService {
+        let conn = match meta {
+            ConnMeta::Tcp { peer, local } => ConnInfo {
+                remote_addr: peer.ip().to_canonical().to_string(),
+                remote_port: peer.port().to_string(),
+                server_name: local.ip().to_canonical().to_string(),
+                server_port: local.port().to_string(),
+                url_scheme: "http",
+            },
+            ConnMeta::Unix { path } => ConnInfo {
+                remote_addr: String::new(),
+                remote_port: String::new(),
+                server_name: path.clone(),
+                server_port: String::new(),
+                url_scheme: "http",
+            },
+        };
+        AppService { shared, conn: Arc::new(conn) }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for AppService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            Ok(match handle(shared, conn, req).await {
+                Ok(resp) => resp,
+                Err(err) => err.into_response(),
+            })
+        })
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, RequestError> {
+    check_head(&req)?;
+    let received = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (reply, head_rx, body_rx) = Reply::channel(BODY_CHANNEL_DEPTH);
+    let job = wsgi::Request {
+        parts,
+        body: Box::new(IncomingReader::new(body, shared.runtime.clone())),
+        conn,
+        reply,
+        received,
+    };
+    shared.pool.submit(job).await.map_err(|_| RequestError::Unavailable)?;
+    let head = match head_rx.await {
+        Ok(Answer::Head(head)) => head,
+        Ok(Answer::Failed(failure)) => return Err(failure.into()),
+        Err(_) => return Err(RequestError::WorkerLost),
+    };
+    let body = match head.body {
+        HeadBody::Full(bytes) => ResponseBody::full(bytes),
+        HeadBody::Stream => ResponseBody::Stream(body_rx),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        if let Ok(reason) = ReasonPhrase::try_from(reason) {
+            resp.extensions_mut().insert(reason);
+        }
+    }
+    Ok(resp)
+}
+
+/// Rejects heads hyper accepts but that could be read two ways by the app or a proxy in front.
+fn check_head(req: &Request<Incoming>) -> Result<(), RequestError> {
+    let h = req.headers();
+    if h.get_all(HOST).iter().count() > 1 {
+        return Err(RequestError::BadRequest("more than one Host header"));
+    }
+    if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
+        return Err(RequestError::BadRequest("more than one Content-Length header"));
+    }
+    if h.contains_key(CONTENT_LENGTH) && h.contains_key(TRANSFER_ENCODING) {
+        return Err(RequestError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    Ok(())
+}

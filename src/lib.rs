@@ -1,0 +1,93 @@
+//! ferrocorn: a WSGI HTTP server. Python calls `_ferrocorn.run(sys.argv)`; everything else is
+//! Rust: a Tokio runtime speaks HTTP with hyper, and a bounded pool of OS threads that stay
+//! attached to Python runs the WSGI app.
+//!
+//! # Layout
+//! - `config`: the settings table (`cli`), bind syntax, and resolved settings.
+//! - `lifecycle`: startup and shutdown order, signals.
+//! - `server`: listeners, accept loops, connection tasks (no Python).
+//! - `http`: the bridge between hyper and `wsgi`: service, bodies, request errors.
+//! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
+//! - `pool`: the Python thread pool.
+//! - `logging`: gunicorn-style error and access logs.
+//! - `error`: startup failures and exit statuses.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod lifecycle;
+pub mod logging;
+pub mod pool;
+pub mod server;
+pub mod wsgi;
+
+use std::io::Write;
+
+use pyo3::prelude::*;
+
+use crate::config::ConfigError;
+use crate::error::{exit, StartupError};
+
+/// Runs the command line `argv` (as `sys.argv`) and returns the process exit status.
+pub fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
+    let argv = std::iter::once("ferrocorn".to_string()).chain(argv.into_iter().skip(1));
+    let result = config::load(argv, &config::Env::from_process())
+        .map_err(StartupError::from)
+        .and_then(|settings| lifecycle::run(py, settings));
+    match result {
+        Ok(true) => exit::OK,
+        Ok(false) => {
+            // Pool threads are still inside the app: finalizing Python under them is unsafe.
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            std::process::exit(exit::OK);
+        }
+        Err(err) => {
+            report(&err);
+            err.exit_code()
+        }
+    }
+}
+
+fn report(err: &StartupError) {
+    match err {
+        StartupError::Config(ConfigError::Cli(e)) if !e.use_stderr() => {
+            // --help and --version.
+            print!("{e}");
+        }
+        StartupError::Config(ConfigError::Cli(e)) => {
+            // One line naming the flag and the value; clap's further lines are advice.
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: invalid arguments");
+            eprintln!("ferrocorn: {line}");
+        }
+        StartupError::Config(ConfigError::NoApp) => {
+            eprintln!("ferrocorn: error: {err} Usage: ferrocorn [OPTIONS] APP (try --help)");
+        }
+        other => {
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!("{other}");
+                if matches!(other, StartupError::App(_)) {
+                    tracing::error!("Reason: App failed to load.");
+                }
+            } else {
+                eprintln!("ferrocorn: error: {other}");
+            }
+        }
+    }
+}
+
+#[pymodule(gil_used = false)]
+mod _ferrocorn {
+    use super::*;
+
+    #[allow(non_upper_case_globals)]
+    #[pymodule_export]
+    const __version__: &str = env!("CARGO_PKG_VERSION");
+
+    /// Runs ferrocorn with `argv` (`sys.argv`) and returns the exit status.
+    #[pyfunction]
+    fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
+        run_cli(py, argv)
+    }
+}

@@ -1,0 +1,86 @@
+//! Timestamps for the two log formats, in UTC (`+0000`), computed from `SystemTime` without a
+//! date crate. gunicorn prints local time; a server in a container runs in UTC, and reading the
+//! zone database per line is not worth a dependency.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Civil {
+    pub(crate) fn now() -> Civil {
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Civil::from_unix(secs as i64)
+    }
+
+    /// Converts seconds since the epoch (Howard Hinnant's `civil_from_days`).
+    pub(crate) fn from_unix(secs: i64) -> Civil {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+
+    /// `2026-11-24 09:00:00 +0000`: the error log's stamp.
+    pub(crate) fn error_log_stamp(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `[24/Nov/2026:09:00:00 +0000]`: the access log's `%(t)s`, brackets included.
+    pub(crate) fn access_log_stamp(&self) -> String {
+        const MONTHS: [&str; 12] =
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        format!(
+            "[{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000]",
+            self.day,
+            MONTHS[(self.month as usize).saturating_sub(1) % 12],
+            self.year,
+            self.hour,
+            self.minute,
+            self.second
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        let c = Civil::from_unix(0);
+        assert_eq!(c.error_log_stamp(), "1970-01-01 00:00:00 +0000");
+        // 2000-02-29 12:34:56 UTC, a leap day.
+        let c = Civil::from_unix(951_827_696);
+        assert_eq!(c.error_log_stamp(), "2000-02-29 12:34:56 +0000");
+        assert_eq!(c.access_log_stamp(), "[29/Feb/2000:12:34:56 +0000]");
+        // 2026-11-24 08:57:23 UTC
+        assert_eq!(Civil::from_unix(1_795_510_643).error_log_stamp(), "2026-11-24 08:57:23 +0000");
+    }
+}

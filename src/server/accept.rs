@@ -1,0 +1,92 @@
+//! Accept loops and connection tasks. One bad connection never stops a loop: accept errors are
+//! logged and backed off (running out of descriptors is the usual one), and each connection's
+//! errors stay in its task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+
+use crate::http::{AppService, ConnMeta, Shared};
+
+/// What every accept loop and connection task shares.
+pub(super) struct Ctx {
+    pub http: hyper::server::conn::http1::Builder,
+    pub shared: Arc<Shared>,
+    /// Turns `true` when the server stops.
+    pub stop: watch::Receiver<bool>,
+    /// Held by each connection task until it ends.
+    pub drain: mpsc::Sender<()>,
+}
+
+pub(super) async fn tcp(listener: TcpListener, ctx: Arc<Ctx>) {
+    let local = listener.local_addr().ok();
+    let mut stop = ctx.stop.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let local = local.unwrap_or(peer);
+                tokio::spawn(connection(stream, ConnMeta::Tcp { peer, local }, ctx.clone()));
+            }
+            Err(err) => backoff(err).await,
+        }
+    }
+}
+
+pub(super) async fn unix(listener: UnixListener, path: String, ctx: Arc<Ctx>) {
+    let mut stop = ctx.stop.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, ConnMeta::Unix { path: path.clone() }, ctx.clone()));
+            }
+            Err(err) => backoff(err).await,
+        }
+    }
+}
+
+/// Resolves once the server stops (at once if it already has).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn backoff(err: std::io::Error) {
+    tracing::error!("Error accepting a connection: {err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn connection<S>(stream: S, meta: ConnMeta, ctx: Arc<Ctx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _drain = ctx.drain.clone();
+    let mut stop = ctx.stop.clone();
+    let service = AppService::new(ctx.shared.clone(), &meta);
+    let conn = ctx.http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            // Idle connections close now; a request in flight is answered first.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(cause = %err, "connection ended with an error");
+    }
+}

@@ -1,0 +1,164 @@
+//! Opening the sockets named by `--bind`: TCP (names resolved, `SO_REUSEADDR`, the configured
+//! backlog), Unix sockets (a stale socket file is replaced), and inherited descriptors
+//! (`fd://N`). A busy address is retried like gunicorn does before giving up.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::BindAddr;
+
+/// How many times a busy address is tried, a second apart (gunicorn's five).
+const BIND_ATTEMPTS: u32 = 5;
+
+/// A bound, listening socket, not yet handed to the runtime.
+#[derive(Debug)]
+pub struct Bound {
+    pub socket: Socket,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Bound {
+    /// `http://127.0.0.1:8000` or `unix:/run/app.sock`, as the `Listening at:` line shows it.
+    pub fn url(&self) -> String {
+        match &self.kind {
+            Kind::Tcp(addr) => format!("http://{addr}"),
+            Kind::Unix(path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("Connection in use: {0}")]
+    InUse(BindAddr),
+    #[error("Can't connect to {addr}: {err}")]
+    Io { addr: BindAddr, err: io::Error },
+    #[error("Can't resolve {0}")]
+    Resolve(BindAddr),
+}
+
+/// Binds every address, retrying busy ones.
+pub fn bind_all(addrs: &[BindAddr], backlog: u32) -> Result<Vec<Bound>, BindError> {
+    addrs.iter().map(|a| bind_with_retry(a, backlog)).collect()
+}
+
+fn bind_with_retry(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
+    for attempt in 1..=BIND_ATTEMPTS {
+        match bind(addr, backlog) {
+            Err(BindError::InUse(_)) if attempt < BIND_ATTEMPTS => {
+                tracing::error!("Connection in use: {addr}");
+                tracing::error!("Retrying in 1 second.");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+    Err(BindError::InUse(addr.clone()))
+}
+
+fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
+    let io_err = |err: io::Error| match err.kind() {
+        io::ErrorKind::AddrInUse => BindError::InUse(addr.clone()),
+        _ => BindError::Io { addr: addr.clone(), err },
+    };
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    match addr {
+        BindAddr::Tcp { host, port } => {
+            let sa = (host.as_str(), *port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| BindError::Resolve(addr.clone()))?;
+            let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(io_err)?;
+            socket.set_reuse_address(true).map_err(io_err)?;
+            socket.bind(&sa.into()).map_err(io_err)?;
+            socket.listen(backlog).map_err(io_err)?;
+            let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(sa);
+            Ok(Bound { socket, kind: Kind::Tcp(local) })
+        }
+        BindAddr::Unix(path) => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(path);
+            }
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err)?;
+            socket.bind(&SockAddr::unix(path).map_err(io_err)?).map_err(io_err)?;
+            socket.listen(backlog).map_err(io_err)?;
+            Ok(Bound { socket, kind: Kind::Unix(path.clone()) })
+        }
+        BindAddr::Fd(fd) => {
+            let socket = inherit(*fd).map_err(io_err)?;
+            let local = socket.local_addr().map_err(io_err)?;
+            let kind = match local.as_socket() {
+                Some(sa) => Kind::Tcp(sa),
+                None => Kind::Unix(local.as_pathname().map(PathBuf::from).unwrap_or_default()),
+            };
+            // Listening again on a listening socket only updates its backlog.
+            socket.listen(backlog).map_err(io_err)?;
+            Ok(Bound { socket, kind })
+        }
+    }
+}
+
+/// Takes ownership of a listening socket passed down by the parent process.
+#[allow(unsafe_code)]
+fn inherit(fd: i32) -> io::Result<Socket> {
+    // Refuse descriptors that are not open stream sockets before claiming ownership of them.
+    // SAFETY (borrow): the descriptor is only borrowed for this check, and `SO_TYPE` on a closed
+    // or non-socket descriptor fails cleanly with EBADF / ENOTSOCK.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let kind = socket2::SockRef::from(&borrowed).r#type().map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a socket: {e}"))
+    })?;
+    if kind != Type::STREAM {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a stream socket")));
+    }
+    // SAFETY: the user named this descriptor with `fd://N` to hand it to us; we checked it is an
+    // open stream socket, and nothing else in this process uses it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(Socket::from(owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_reports_the_real_port() {
+        let b = bind(&BindAddr::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let url = b.url();
+        assert!(url.starts_with("http://127.0.0.1:"));
+        assert_ne!(url, "http://127.0.0.1:0");
+    }
+
+    #[test]
+    fn a_busy_address_is_reported_as_in_use() {
+        let first = bind(&BindAddr::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let Kind::Tcp(sa) = first.kind else { panic!("tcp") };
+        let again = BindAddr::parse(&sa.to_string()).unwrap();
+        assert!(matches!(bind(&again, 16), Err(BindError::InUse(_))));
+    }
+
+    #[test]
+    fn unix_socket_replaces_a_stale_file() {
+        let dir = std::env::temp_dir().join(format!("ferrocorn-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let addr = BindAddr::Unix(path.clone());
+        drop(bind(&addr, 16).unwrap());
+        let again = bind(&addr, 16).unwrap();
+        assert_eq!(again.url(), format!("unix:{}", path.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

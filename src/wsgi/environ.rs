@@ -1,0 +1,294 @@
+//! The WSGI environ. The part that never changes (`wsgi.version`, `SERVER_SOFTWARE`,
+//! `wsgi.errors`, …) is built once into a template dict that each request copies; the rest comes
+//! from the request head and the connection. Keys are interned. Path decoding and header-name
+//! mapping are pure functions, tested without Python.
+
+use std::borrow::Cow;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::request::Parts;
+use http::{Method, Version};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
+use pyo3::{intern, Py};
+
+use super::errors::ErrorStream;
+use super::file_wrapper::FileWrapper;
+use super::ConnInfo;
+
+/// What every request's environ starts from, built once at startup.
+pub struct Statics {
+    template: Py<PyDict>,
+    /// The mount point (`SCRIPT_NAME` env var), without a trailing slash; empty at the root.
+    script_name: String,
+}
+
+impl Statics {
+    pub fn new(py: Python<'_>, script_name: &str, multithread: bool) -> PyResult<Statics> {
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        d.set_item(intern!(py, "wsgi.multithread"), PyBool::new(py, multithread))?;
+        d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+        d.set_item(intern!(py, "wsgi.run_once"), false)?;
+        d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        d.set_item(intern!(py, "wsgi.errors"), Py::new(py, ErrorStream)?)?;
+        d.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+        d.set_item(
+            intern!(py, "SERVER_SOFTWARE"),
+            concat!("ferrocorn/", env!("CARGO_PKG_VERSION")),
+        )?;
+        d.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+        Ok(Statics { template: d.unbind(), script_name: script_name.to_string() })
+    }
+}
+
+/// Why a request cannot be turned into an environ.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EnvironError {
+    #[error("request path {path:?} is outside SCRIPT_NAME {script_name:?}")]
+    OutsideScriptName { path: String, script_name: String },
+}
+
+/// Builds the environ for one request; `input` becomes `wsgi.input`.
+pub(super) fn build<'py>(
+    py: Python<'py>,
+    statics: &Statics,
+    parts: &Parts,
+    conn: &ConnInfo,
+    input: Bound<'py, PyAny>,
+) -> PyResult<Result<Bound<'py, PyDict>, EnvironError>> {
+    let path_info = decode_path(parts.uri.path());
+    let path_info = match strip_script_name(&path_info, &statics.script_name) {
+        Some(p) => p,
+        None => {
+            return Ok(Err(EnvironError::OutsideScriptName {
+                path: String::from_utf8_lossy(&path_info).into_owned(),
+                script_name: statics.script_name.clone(),
+            }))
+        }
+    };
+
+    let env = statics.template.bind(py).copy()?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &parts.method))?;
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+    env.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
+    env.set_item(intern!(py, "RAW_URI"), raw_uri(&parts.uri).as_ref())?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol_str(py, parts.version))?;
+    env.set_item(intern!(py, "REMOTE_ADDR"), conn.remote_addr.as_str())?;
+    env.set_item(intern!(py, "REMOTE_PORT"), conn.remote_port.as_str())?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), conn.url_scheme)?;
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+
+    let (name, port) = match parts.headers.get(HOST).map(|h| h.as_bytes()) {
+        Some(host) if !host.is_empty() => split_host(host, conn.url_scheme),
+        _ => (conn.server_name.clone(), conn.server_port.clone()),
+    };
+    env.set_item(intern!(py, "SERVER_NAME"), name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+
+    for key in parts.headers.keys() {
+        let Some(env_key) = header_key(key) else { continue };
+        let mut values = parts.headers.get_all(key).iter();
+        let Some(first) = values.next() else { continue };
+        let value = match values.next() {
+            None => latin1(py, Cow::Borrowed(first.as_bytes())),
+            Some(second) => {
+                let mut joined = first.as_bytes().to_vec();
+                for v in std::iter::once(second).chain(values) {
+                    joined.push(b',');
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                latin1(py, Cow::Owned(joined))
+            }
+        };
+        match env_key {
+            HeaderKey::ContentType => env.set_item(intern!(py, "CONTENT_TYPE"), value)?,
+            HeaderKey::ContentLength => env.set_item(intern!(py, "CONTENT_LENGTH"), value)?,
+            HeaderKey::Http(k) => env.set_item(k, value)?,
+        }
+    }
+    Ok(Ok(env))
+}
+
+/// Where a request header goes in the environ.
+#[derive(Debug, PartialEq)]
+enum HeaderKey {
+    ContentType,
+    ContentLength,
+    Http(String),
+}
+
+/// `user-agent` → `HTTP_USER_AGENT`. Names with `_` are dropped (gunicorn's `header_map=drop`):
+/// `X_Forwarded_For` would otherwise be indistinguishable from `X-Forwarded-For`.
+fn header_key(name: &http::HeaderName) -> Option<HeaderKey> {
+    if name == CONTENT_TYPE {
+        return Some(HeaderKey::ContentType);
+    }
+    if name == CONTENT_LENGTH {
+        return Some(HeaderKey::ContentLength);
+    }
+    let s = name.as_str();
+    if s.contains('_') {
+        return None;
+    }
+    let mut key = String::with_capacity(5 + s.len());
+    key.push_str("HTTP_");
+    key.extend(s.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    Some(HeaderKey::Http(key))
+}
+
+/// Percent-decodes a path to bytes. Invalid escapes stay as they are, as in `urllib.parse`.
+pub(crate) fn decode_path(path: &str) -> Cow<'_, [u8]> {
+    let bytes = path.as_bytes();
+    if !bytes.contains(&b'%') {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `PATH_INFO` without the mount point; `None` when the path is outside it.
+fn strip_script_name<'a>(path: &Cow<'a, [u8]>, script_name: &str) -> Option<Cow<'a, [u8]>> {
+    if script_name.is_empty() {
+        return Some(path.clone());
+    }
+    let rest = path.strip_prefix(script_name.as_bytes())?;
+    if !rest.is_empty() && rest[0] != b'/' {
+        return None;
+    }
+    Some(Cow::Owned(rest.to_vec()))
+}
+
+/// The request target as the client sent it (origin form, absolute form, `*`).
+fn raw_uri(uri: &http::Uri) -> Cow<'_, str> {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        match uri.path_and_query() {
+            Some(pq) => Cow::Borrowed(pq.as_str()),
+            None => Cow::Borrowed(uri.path()),
+        }
+    } else {
+        Cow::Owned(uri.to_string())
+    }
+}
+
+/// `Host: example.com:8080` → (`example.com`, `8080`); no port → the scheme's default.
+fn split_host(host: &[u8], scheme: &str) -> (String, String) {
+    let host = String::from_utf8_lossy(host);
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, after)) => (format!("[{v6}]"), after.strip_prefix(':').unwrap_or("")),
+            None => (host.to_string(), ""),
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name.to_string(), port),
+            None => (host.to_string(), ""),
+        }
+    };
+    let port = if port.is_empty() { default_port } else { port };
+    (name, port.to_string())
+}
+
+/// Bytes as a `str` where each byte is one code point (PEP 3333's "bytes as latin-1").
+fn latin1<'py>(py: Python<'py>, bytes: Cow<'_, [u8]>) -> Bound<'py, PyString> {
+    match std::str::from_utf8(&bytes) {
+        Ok(s) if s.is_ascii() => PyString::new(py, s),
+        _ => {
+            let s: String = bytes.iter().map(|&b| b as char).collect();
+            PyString::new(py, &s)
+        }
+    }
+}
+
+fn method_str<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
+    match *m {
+        Method::GET => intern!(py, "GET").clone(),
+        Method::POST => intern!(py, "POST").clone(),
+        Method::HEAD => intern!(py, "HEAD").clone(),
+        _ => PyString::new(py, m.as_str()),
+    }
+}
+
+fn protocol_str<'py>(py: Python<'py>, v: Version) -> Bound<'py, PyString> {
+    match v {
+        Version::HTTP_10 => intern!(py, "HTTP/1.0").clone(),
+        Version::HTTP_2 => intern!(py, "HTTP/2").clone(),
+        _ => intern!(py, "HTTP/1.1").clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded_to_bytes() {
+        assert_eq!(&*decode_path("/a/b"), b"/a/b");
+        assert_eq!(&*decode_path("/a%20b"), b"/a b");
+        assert_eq!(&*decode_path("/%E2%82%AC"), "/€".as_bytes());
+        assert_eq!(&*decode_path("/%2Fx"), b"//x");
+        assert_eq!(&*decode_path("/bad%zz%4"), b"/bad%zz%4");
+        assert_eq!(&*decode_path("/end%"), b"/end%");
+        assert_eq!(&*decode_path("%41"), b"A");
+    }
+
+    #[test]
+    fn script_name_is_stripped_at_a_segment_boundary() {
+        let p = Cow::Borrowed(&b"/app/x"[..]);
+        assert_eq!(strip_script_name(&p, "").as_deref(), Some(&b"/app/x"[..]));
+        assert_eq!(strip_script_name(&p, "/app").as_deref(), Some(&b"/x"[..]));
+        assert_eq!(strip_script_name(&Cow::Borrowed(&b"/app"[..]), "/app").as_deref(), Some(&b""[..]));
+        assert_eq!(strip_script_name(&Cow::Borrowed(&b"/apple"[..]), "/app"), None);
+        assert_eq!(strip_script_name(&p, "/other"), None);
+    }
+
+    #[test]
+    fn header_names_map_like_gunicorn() {
+        let k = |s: &str| header_key(&http::HeaderName::from_bytes(s.as_bytes()).unwrap());
+        assert_eq!(k("user-agent"), Some(HeaderKey::Http("HTTP_USER_AGENT".into())));
+        assert_eq!(k("content-type"), Some(HeaderKey::ContentType));
+        assert_eq!(k("content-length"), Some(HeaderKey::ContentLength));
+        assert_eq!(k("x_forwarded_for"), None);
+    }
+
+    #[test]
+    fn host_header_gives_server_name_and_port() {
+        assert_eq!(split_host(b"example.com:8080", "http"), ("example.com".into(), "8080".into()));
+        assert_eq!(split_host(b"example.com", "http"), ("example.com".into(), "80".into()));
+        assert_eq!(split_host(b"example.com", "https"), ("example.com".into(), "443".into()));
+        assert_eq!(split_host(b"[::1]:9", "http"), ("[::1]".into(), "9".into()));
+        assert_eq!(split_host(b"[::1]", "http"), ("[::1]".into(), "80".into()));
+    }
+
+    #[test]
+    fn raw_uri_keeps_the_target_form() {
+        let u: http::Uri = "/a%20b?x=1".parse().unwrap();
+        assert_eq!(raw_uri(&u), "/a%20b?x=1");
+        let u: http::Uri = "http://h/p?q".parse().unwrap();
+        assert_eq!(raw_uri(&u), "http://h/p?q");
+        let u: http::Uri = "*".parse().unwrap();
+        assert_eq!(raw_uri(&u), "*");
+    }
+}

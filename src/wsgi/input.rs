@@ -1,0 +1,210 @@
+//! `wsgi.input`: a binary stream over the request body, read on demand. Bytes are pulled from
+//! the `BodyReader` with Python detached, so a slow client never holds the GIL; nothing is read
+//! before the app asks (which is also when `Expect: 100-continue` gets its answer). The stream
+//! ends at the end of the body, so `wsgi.input_terminated` holds.
+
+use std::sync::{Arc, Mutex, TryLockError};
+
+use bytes::{Buf, Bytes};
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::{BodyError, BodyReader};
+
+/// The first body error, kept so the response can answer it (400) even if the app swallowed the
+/// exception `read()` raised.
+pub(super) type BodyFailure = Arc<Mutex<Option<BodyError>>>;
+
+#[pyclass(frozen, module = "ferrocorn._ferrocorn")]
+pub struct Input {
+    state: Mutex<State>,
+    failure: BodyFailure,
+}
+
+struct State {
+    reader: Box<dyn BodyReader>,
+    /// The unread rest of the last chunk.
+    chunk: Bytes,
+    eof: bool,
+}
+
+impl Input {
+    pub fn new(reader: Box<dyn BodyReader>) -> (Input, BodyFailure) {
+        let failure: BodyFailure = Arc::default();
+        let state = State { reader, chunk: Bytes::new(), eof: false };
+        (Input { state: Mutex::new(state), failure: failure.clone() }, failure)
+    }
+
+    /// Runs `f` on the stream state. Two threads reading one request body is an app bug; it is
+    /// refused rather than blocked on, because blocking here while attached could deadlock with
+    /// a reader that is waiting, detached, for the client.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> PyResult<R>) -> PyResult<R> {
+        match self.state.try_lock() {
+            Ok(mut st) => f(&mut st),
+            Err(TryLockError::WouldBlock) => {
+                Err(PyRuntimeError::new_err("wsgi.input is being read by another thread"))
+            }
+            Err(TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
+        }
+    }
+}
+
+impl State {
+    /// Makes `chunk` non-empty unless the body is over. Waits with Python detached.
+    fn fill(&mut self, py: Python<'_>, failure: &BodyFailure) -> PyResult<bool> {
+        while self.chunk.is_empty() {
+            if self.eof {
+                return Ok(false);
+            }
+            let reader = &mut self.reader;
+            match py.detach(|| reader.next_chunk()) {
+                Ok(Some(chunk)) => self.chunk = chunk,
+                Ok(None) => self.eof = true,
+                Err(err) => {
+                    self.eof = true;
+                    let msg = err.to_string();
+                    if let Ok(mut slot) = failure.lock() {
+                        slot.get_or_insert(err);
+                    }
+                    return Err(PyOSError::new_err(msg));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads up to `limit` bytes (all when `None`), stopping after `\n` when `line` is set.
+    fn read(
+        &mut self,
+        py: Python<'_>,
+        failure: &BodyFailure,
+        limit: Option<usize>,
+        line: bool,
+    ) -> PyResult<Vec<u8>> {
+        let mut out = Vec::new();
+        while limit.is_none_or(|n| out.len() < n) && self.fill(py, failure)? {
+            let want = limit.map_or(self.chunk.len(), |n| (n - out.len()).min(self.chunk.len()));
+            let take = match line {
+                true => memchr(b'\n', &self.chunk[..want]).map_or(want, |i| i + 1),
+                false => want,
+            };
+            out.extend_from_slice(&self.chunk[..take]);
+            self.chunk.advance(take);
+            if line && out.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// `None` and negative sizes mean "no limit", as for Python file objects.
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with_state(|st| st.read(py, &self.failure, limit(size), false))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with_state(|st| st.read(py, &self.failure, limit(size), true))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = limit(hint).filter(|h| *h > 0);
+        let lines = self.with_state(|st| {
+            let mut lines = Vec::new();
+            let mut total = 0;
+            loop {
+                let line = st.read(py, &self.failure, None, true)?;
+                if line.is_empty() {
+                    break;
+                }
+                total += line.len();
+                lines.push(line);
+                if hint.is_some_and(|h| total >= h) {
+                    break;
+                }
+            }
+            Ok(lines)
+        })?;
+        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    struct Chunks(VecDeque<Result<Bytes, BodyError>>);
+
+    impl BodyReader for Chunks {
+        fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+            self.0.pop_front().transpose()
+        }
+    }
+
+    fn input(chunks: &[&str]) -> Input {
+        let q = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c.as_bytes()))).collect();
+        Input::new(Box::new(Chunks(q))).0
+    }
+
+    #[test]
+    fn reads_across_chunk_boundaries() {
+        Python::attach(|py| {
+            let inp = input(&["ab", "c\nde", "f\n", "tail"]);
+            assert_eq!(inp.read(py, Some(1)).unwrap().as_bytes(), b"a");
+            assert_eq!(inp.readline(py, None).unwrap().as_bytes(), b"bc\n");
+            assert_eq!(inp.readline(py, Some(2)).unwrap().as_bytes(), b"de");
+            assert_eq!(inp.readline(py, Some(-1)).unwrap().as_bytes(), b"f\n");
+            assert_eq!(inp.read(py, None).unwrap().as_bytes(), b"tail");
+            assert_eq!(inp.read(py, Some(10)).unwrap().as_bytes(), b"");
+            assert_eq!(inp.readline(py, None).unwrap().as_bytes(), b"");
+        });
+    }
+
+    #[test]
+    fn readlines_honours_the_hint() {
+        Python::attach(|py| {
+            let inp = input(&["a\nb\n", "c\nd"]);
+            let first = inp.readlines(py, Some(3)).unwrap();
+            assert_eq!(first.len(), 2);
+            let rest = inp.readlines(py, None).unwrap();
+            assert_eq!(rest.len(), 2);
+        });
+    }
+
+    #[test]
+    fn a_body_error_raises_and_is_remembered() {
+        Python::attach(|py| {
+            let q = VecDeque::from([Ok(Bytes::from_static(b"x")), Err(BodyError::Malformed("bad chunk".into()))]);
+            let (inp, failure) = Input::new(Box::new(Chunks(q)));
+            let err = inp.read(py, None).unwrap_err();
+            assert!(err.is_instance_of::<PyOSError>(py));
+            assert!(matches!(*failure.lock().unwrap(), Some(BodyError::Malformed(_))));
+        });
+    }
+}

@@ -1,0 +1,139 @@
+//! PEP 3333, all of it: the environ, `wsgi.input`, `start_response` and `write()`, driving the
+//! app's iterable, `wsgi.file_wrapper`, `wsgi.errors`, and importing the app. A request comes in
+//! as `Request` (`http` crate types, a blocking `BodyReader`, and a `Reply` of channels); the
+//! response leaves as one `ResponseHead` and then body chunks on the reply channel. Nothing here
+//! knows sockets or hyper's server: `crate::http` is the bridge.
+
+pub mod app;
+mod environ;
+mod errors;
+mod file_wrapper;
+mod input;
+mod response;
+mod start_response;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+pub use environ::Statics;
+pub use response::{serve, Served};
+
+/// What the connection says about itself, built once per connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// `REMOTE_ADDR` / `REMOTE_PORT`: the peer; empty for a Unix socket.
+    pub remote_addr: String,
+    pub remote_port: String,
+    /// `SERVER_NAME` / `SERVER_PORT` when the request has no `Host` header: the listener.
+    pub server_name: String,
+    pub server_port: String,
+    /// `wsgi.url_scheme`.
+    pub url_scheme: &'static str,
+}
+
+/// Why the request body could not be read to its end.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyError {
+    /// The client went away mid-body: nobody is left to answer.
+    #[error("client disconnected while sending the request body")]
+    Disconnected,
+    /// The body is malformed (bad chunk framing, say): the client gets a 400.
+    #[error("invalid request body: {0}")]
+    Malformed(String),
+}
+
+/// The request body, pulled by `wsgi.input` on a pool thread with Python detached.
+pub trait BodyReader: Send {
+    /// Blocks until the next chunk arrives; `Ok(None)` at the end of the body.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError>;
+}
+
+/// One request handed to a pool thread.
+pub struct Request {
+    pub parts: http::request::Parts,
+    pub body: Box<dyn BodyReader>,
+    pub conn: Arc<ConnInfo>,
+    pub reply: Reply,
+    /// When the server had the whole head: the access log's request time starts here.
+    pub received: Instant,
+}
+
+/// The way back to the connection: the head once, then body chunks.
+pub struct Reply {
+    pub head: oneshot::Sender<Answer>,
+    pub body: mpsc::Sender<BodyChunk>,
+}
+
+impl Reply {
+    /// A reply pair and the receiving ends the connection keeps. `depth` bounds how many chunks
+    /// may wait for the client before the app is made to wait (backpressure).
+    pub fn channel(depth: usize) -> (Reply, oneshot::Receiver<Answer>, mpsc::Receiver<BodyChunk>) {
+        let (head_tx, head_rx) = oneshot::channel();
+        let (body_tx, body_rx) = mpsc::channel(depth);
+        (Reply { head: head_tx, body: body_tx }, head_rx, body_rx)
+    }
+}
+
+/// A piece of a streamed response body.
+#[derive(Debug)]
+pub enum BodyChunk {
+    Data(Bytes),
+    /// The app failed mid-body: the connection must be aborted so the client sees an error
+    /// rather than a body that looks complete.
+    Abort,
+}
+
+/// Status line and headers, plus how the body follows.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    /// The app's reason phrase when it differs from the standard one for `status`.
+    pub reason: Option<Bytes>,
+    pub headers: HeaderMap,
+    pub body: HeadBody,
+}
+
+/// How the body of a response follows its head.
+#[derive(Debug)]
+pub enum HeadBody {
+    /// The whole body, known now (a list response, an error page); its length is exact.
+    Full(Bytes),
+    /// Chunks follow on `Reply::body` until the sender is dropped.
+    Stream,
+}
+
+/// The first answer to a request: a head, or a failure the connection renders as an error page.
+#[derive(Debug)]
+pub enum Answer {
+    Head(ResponseHead),
+    Failed(Failure),
+}
+
+/// Why the app produced no response of its own. Each one's status sits in `status()`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// The app raised, returned something that is not an iterable of bytes, or never called
+    /// `start_response`. The details are in the error log, not in the response.
+    #[error("the application failed")]
+    App,
+    /// The request body could not be read (bad chunk framing, say).
+    #[error("invalid request body: {0}")]
+    BadBody(String),
+    /// The path is outside the mount point named by `SCRIPT_NAME`.
+    #[error("path outside SCRIPT_NAME")]
+    OutsideScriptName,
+}
+
+impl Failure {
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::App => 500,
+            Failure::BadBody(_) => 400,
+            Failure::OutsideScriptName => 404,
+        }
+    }
+}

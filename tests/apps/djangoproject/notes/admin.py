@@ -1,0 +1,7 @@
+"""Registers Note with the Django admin."""
+
+from django.contrib import admin
+
+from .models import Note
+
+admin.site.register(Note)
