@@ -24,7 +24,10 @@ pub enum StartupError {
     #[error("Cannot open log file {path}: {err}")]
     LogFile { path: String, err: std::io::Error },
     #[error("{context}: {err}")]
-    Io { context: &'static str, err: std::io::Error },
+    Io {
+        context: &'static str,
+        err: std::io::Error,
+    },
     #[error("Python error during startup: {0}")]
     Python(String),
 }

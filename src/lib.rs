@@ -58,7 +58,10 @@ fn report(err: &StartupError) {
         StartupError::Config(ConfigError::Cli(e)) => {
             // One line naming the flag and the value; clap's further lines are advice.
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: invalid arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
             eprintln!("ferrocorn: {line}");
         }
         StartupError::Config(ConfigError::NoApp) => {

@@ -22,7 +22,10 @@ impl BindAddr {
     /// Parses one `--bind` value; the error names what is wrong with it.
     pub fn parse(s: &str) -> Result<BindAddr, String> {
         let s = s.trim();
-        if let Some(path) = s.strip_prefix("unix://").or_else(|| s.strip_prefix("unix:")) {
+        if let Some(path) = s
+            .strip_prefix("unix://")
+            .or_else(|| s.strip_prefix("unix:"))
+        {
             if path.is_empty() {
                 return Err("empty unix socket path".into());
             }
@@ -59,10 +62,15 @@ impl BindAddr {
         };
         let port = match port {
             None => DEFAULT_PORT,
-            Some(p) => p.parse::<u16>().map_err(|_| format!("'{p}' is not a valid port number"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("'{p}' is not a valid port number"))?,
         };
         let host = if host.is_empty() { "0.0.0.0" } else { host };
-        Ok(BindAddr::Tcp { host: host.to_string(), port })
+        Ok(BindAddr::Tcp {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -82,12 +90,18 @@ mod tests {
     use super::*;
 
     fn tcp(host: &str, port: u16) -> BindAddr {
-        BindAddr::Tcp { host: host.into(), port }
+        BindAddr::Tcp {
+            host: host.into(),
+            port,
+        }
     }
 
     #[test]
     fn gunicorn_spellings() {
-        assert_eq!(BindAddr::parse("127.0.0.1:9000"), Ok(tcp("127.0.0.1", 9000)));
+        assert_eq!(
+            BindAddr::parse("127.0.0.1:9000"),
+            Ok(tcp("127.0.0.1", 9000))
+        );
         assert_eq!(BindAddr::parse("0.0.0.0"), Ok(tcp("0.0.0.0", 8000)));
         assert_eq!(BindAddr::parse("localhost:0"), Ok(tcp("localhost", 0)));
         assert_eq!(BindAddr::parse(":8080"), Ok(tcp("0.0.0.0", 8080)));
@@ -95,8 +109,14 @@ mod tests {
         assert_eq!(BindAddr::parse("[::]"), Ok(tcp("::", 8000)));
         assert_eq!(BindAddr::parse("::1"), Ok(tcp("::1", 8000)));
         assert_eq!(BindAddr::parse("tcp://1.2.3.4:5"), Ok(tcp("1.2.3.4", 5)));
-        assert_eq!(BindAddr::parse("unix:/tmp/s.sock"), Ok(BindAddr::Unix("/tmp/s.sock".into())));
-        assert_eq!(BindAddr::parse("unix:///tmp/s"), Ok(BindAddr::Unix("/tmp/s".into())));
+        assert_eq!(
+            BindAddr::parse("unix:/tmp/s.sock"),
+            Ok(BindAddr::Unix("/tmp/s.sock".into()))
+        );
+        assert_eq!(
+            BindAddr::parse("unix:///tmp/s"),
+            Ok(BindAddr::Unix("/tmp/s".into()))
+        );
         assert_eq!(BindAddr::parse("fd://3"), Ok(BindAddr::Fd(3)));
     }
 

@@ -26,7 +26,12 @@ pub struct Cli {
     pub bind: Vec<BindAddr>,
 
     /// The maximum number of pending connections the kernel queues. Default is 2048.
-    #[arg(long, value_name = "INT", default_value_t = 2048, help_heading = "Server socket")]
+    #[arg(
+        long,
+        value_name = "INT",
+        default_value_t = 2048,
+        help_heading = "Server socket"
+    )]
     pub backlog: u32,
 
     /// The number of workers. In ferrocorn the pool holds `workers × threads` OS threads
@@ -42,14 +47,22 @@ pub struct Cli {
 
     /// Seconds to let in-flight requests finish after SIGTERM before stopping anyway.
     /// Default is 30.
-    #[arg(long = "graceful-timeout", value_name = "INT", default_value_t = 30,
-          help_heading = "Worker processes")]
+    #[arg(
+        long = "graceful-timeout",
+        value_name = "INT",
+        default_value_t = 30,
+        help_heading = "Worker processes"
+    )]
     pub graceful_timeout: u64,
 
     /// Seconds to wait for the next request on a keep-alive connection; 0 disables
     /// keep-alive. Default is 2.
-    #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2,
-          help_heading = "Worker processes")]
+    #[arg(
+        long = "keep-alive",
+        value_name = "INT",
+        default_value_t = 2,
+        help_heading = "Worker processes"
+    )]
     pub keepalive: u64,
 
     /// Change to this directory before loading the app.
@@ -70,8 +83,13 @@ pub struct Cli {
     pub accesslog: Option<String>,
 
     /// The error log file; `-` is stderr. Default is `-`.
-    #[arg(long = "error-logfile", alias = "log-file", value_name = "FILE", default_value = "-",
-          help_heading = "Logging")]
+    #[arg(
+        long = "error-logfile",
+        alias = "log-file",
+        value_name = "FILE",
+        default_value = "-",
+        help_heading = "Logging"
+    )]
     pub errorlog: String,
 }
 
@@ -96,8 +114,8 @@ mod tests {
 
     #[test]
     fn bind_repeats() {
-        let cli = Cli::try_parse_from(["f", "-b", "127.0.0.1:1", "--bind", "unix:/tmp/x", "a"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["f", "-b", "127.0.0.1:1", "--bind", "unix:/tmp/x", "a"]).unwrap();
         assert_eq!(cli.bind.len(), 2);
     }
 }

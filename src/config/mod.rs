@@ -126,14 +126,31 @@ where
 
     let binds = if !cli.bind.is_empty() {
         cli.bind
-    } else if let Some(port) = env.port.as_deref().and_then(|p| p.trim().parse::<u16>().ok()) {
-        vec![BindAddr::Tcp { host: "0.0.0.0".into(), port }]
+    } else if let Some(port) = env
+        .port
+        .as_deref()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+    {
+        vec![BindAddr::Tcp {
+            host: "0.0.0.0".into(),
+            port,
+        }]
     } else {
-        vec![BindAddr::Tcp { host: "127.0.0.1".into(), port: bind::DEFAULT_PORT }]
+        vec![BindAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: bind::DEFAULT_PORT,
+        }]
     };
     let workers = cli
         .workers
-        .or_else(|| env.web_concurrency.as_deref()?.trim().parse().ok().filter(|w| *w > 0))
+        .or_else(|| {
+            env.web_concurrency
+                .as_deref()?
+                .trim()
+                .parse()
+                .ok()
+                .filter(|w| *w > 0)
+        })
         .unwrap_or(1);
 
     Ok(Settings {
@@ -148,7 +165,12 @@ where
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
                 .collect(),
-            script_name: env.script_name.clone().unwrap_or_default().trim_end_matches('/').into(),
+            script_name: env
+                .script_name
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .into(),
         },
         server: ServerSettings {
             binds,
@@ -161,7 +183,11 @@ where
             workers,
             threads: cli.threads,
         },
-        log: LogSettings { level: cli.loglevel, accesslog: cli.accesslog, errorlog: cli.errorlog },
+        log: LogSettings {
+            level: cli.loglevel,
+            accesslog: cli.accesslog,
+            errorlog: cli.errorlog,
+        },
     })
 }
 
@@ -172,12 +198,22 @@ mod tests {
     #[test]
     fn defaults_then_env_then_cli() {
         let s = load(["f", "app:x"], &Env::default()).unwrap();
-        assert_eq!(s.server.binds, vec![BindAddr::parse("127.0.0.1:8000").unwrap()]);
+        assert_eq!(
+            s.server.binds,
+            vec![BindAddr::parse("127.0.0.1:8000").unwrap()]
+        );
         assert_eq!(s.pool.size, 1);
 
-        let env = Env { port: Some("5000".into()), web_concurrency: Some("3".into()), ..Env::default() };
+        let env = Env {
+            port: Some("5000".into()),
+            web_concurrency: Some("3".into()),
+            ..Env::default()
+        };
         let s = load(["f", "--threads", "2", "app:x"], &env).unwrap();
-        assert_eq!(s.server.binds, vec![BindAddr::parse("0.0.0.0:5000").unwrap()]);
+        assert_eq!(
+            s.server.binds,
+            vec![BindAddr::parse("0.0.0.0:5000").unwrap()]
+        );
         assert_eq!(s.pool.size, 6);
 
         let s = load(["f", "-w", "4", "-b", ":1", "app:x"], &env).unwrap();
@@ -187,10 +223,16 @@ mod tests {
 
     #[test]
     fn script_name_and_pythonpath() {
-        let env = Env { script_name: Some("/mount/".into()), ..Env::default() };
+        let env = Env {
+            script_name: Some("/mount/".into()),
+            ..Env::default()
+        };
         let s = load(["f", "--pythonpath", "a, b,", "m"], &env).unwrap();
         assert_eq!(s.app.script_name, "/mount");
-        assert_eq!(s.app.pythonpath, vec![PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(
+            s.app.pythonpath,
+            vec![PathBuf::from("a"), PathBuf::from("b")]
+        );
     }
 
     #[test]
@@ -201,6 +243,9 @@ mod tests {
 
     #[test]
     fn missing_app_is_an_error() {
-        assert!(matches!(load(["f"], &Env::default()), Err(ConfigError::NoApp)));
+        assert!(matches!(
+            load(["f"], &Env::default()),
+            Err(ConfigError::NoApp)
+        ));
     }
 }

@@ -29,7 +29,9 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RequestError::Wsgi(f) => StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            RequestError::Wsgi(f) => {
+                StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             RequestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::WorkerLost => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,10 +60,12 @@ impl RequestError {
         h.insert(SERVER, HeaderValue::from_static("ferrocorn"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
         if let Some(len) = resp.body().exact_len() {
-            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+            resp.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
         if self.closes() {
-            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

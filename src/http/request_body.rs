@@ -33,7 +33,9 @@ impl BodyReader for IncomingReader {
                 Some(Err(err)) if err.is_parse() || err.is_user() => {
                     return Err(BodyError::Malformed(err.to_string()))
                 }
-                Some(Err(err)) if err.is_incomplete_message() || err.is_closed() || err.is_canceled() => {
+                Some(Err(err))
+                    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() =>
+                {
                     return Err(BodyError::Disconnected)
                 }
                 Some(Err(err)) => return Err(BodyError::Malformed(err.to_string())),

@@ -43,7 +43,11 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         match self.get_mut() {
-            ResponseBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ResponseBody::Stream(rx) => match rx.poll_recv(cx) {
                 Poll::Ready(Some(BodyChunk::Data(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 Poll::Ready(Some(BodyChunk::Abort)) => Poll::Ready(Some(Err(Aborted))),

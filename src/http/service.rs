@@ -31,8 +31,13 @@ pub struct Shared {
 /// What the server layer knows about a connection, in plain types.
 #[derive(Debug, Clone)]
 pub enum ConnMeta {
-    Tcp { peer: std::net::SocketAddr, local: std::net::SocketAddr },
-    Unix { path: String },
+    Tcp {
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    },
+    Unix {
+        path: String,
+    },
 }
 
 /// The service hyper calls for each request on one connection.
@@ -60,7 +65,10 @@ impl AppService {
                 url_scheme: "http",
             },
         };
-        AppService { shared, conn: Arc::new(conn) }
+        AppService {
+            shared,
+            conn: Arc::new(conn),
+        }
     }
 }
 
@@ -97,7 +105,11 @@ async fn handle(
         reply,
         received,
     };
-    shared.pool.submit(job).await.map_err(|_| RequestError::Unavailable)?;
+    shared
+        .pool
+        .submit(job)
+        .await
+        .map_err(|_| RequestError::Unavailable)?;
     let head = match head_rx.await {
         Ok(Answer::Head(head)) => head,
         Ok(Answer::Failed(failure)) => return Err(failure.into()),
@@ -125,10 +137,14 @@ fn check_head(req: &Request<Incoming>) -> Result<(), RequestError> {
         return Err(RequestError::BadRequest("more than one Host header"));
     }
     if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
-        return Err(RequestError::BadRequest("more than one Content-Length header"));
+        return Err(RequestError::BadRequest(
+            "more than one Content-Length header",
+        ));
     }
     if h.contains_key(CONTENT_LENGTH) && h.contains_key(TRANSFER_ENCODING) {
-        return Err(RequestError::BadRequest("both Content-Length and Transfer-Encoding"));
+        return Err(RequestError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,11 @@ pub struct WsgiWorker {
 
 impl WsgiWorker {
     pub fn new(app: Py<PyAny>, statics: Statics, access: Option<AccessLog>) -> WsgiWorker {
-        WsgiWorker { app, statics, access }
+        WsgiWorker {
+            app,
+            statics,
+            access,
+        }
     }
 }
 
@@ -29,7 +33,9 @@ impl Handler for WsgiWorker {
     }
 
     fn finish(&self, served: Option<Served>) {
-        let (Some(log), Some(s)) = (&self.access, served) else { return };
+        let (Some(log), Some(s)) = (&self.access, served) else {
+            return;
+        };
         log.log(&AccessRecord {
             remote: &s.conn.remote_addr,
             method: &s.parts.method,

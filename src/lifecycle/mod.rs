@@ -23,14 +23,19 @@ const QUICK_STOP_WAIT: Duration = Duration::from_millis(200);
 /// Runs the server to completion. `Ok(true)` when everything stopped cleanly; `Ok(false)` when
 /// pool threads were still busy in the app at exit (the caller must then not finalize Python).
 pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
-    logging::init(&settings.log)
-        .map_err(|err| StartupError::LogFile { path: settings.log.errorlog.clone(), err })?;
+    logging::init(&settings.log).map_err(|err| StartupError::LogFile {
+        path: settings.log.errorlog.clone(),
+        err,
+    })?;
     tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
 
     let access = match &settings.log.accesslog {
         Some(spec) => Some(AccessLog::new(
             access::DEFAULT_FORMAT,
-            Sink::open(spec, Sink::Stdout).map_err(|err| StartupError::LogFile { path: spec.clone(), err })?,
+            Sink::open(spec, Sink::Stdout).map_err(|err| StartupError::LogFile {
+                path: spec.clone(),
+                err,
+            })?,
         )),
         None => None,
     };
@@ -48,8 +53,14 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
     }
     tracing::info!("Using worker: threads");
 
-    let pool = Pool::start(settings.pool.size, Arc::new(WsgiWorker::new(app, statics, access)))
-        .map_err(|err| StartupError::Io { context: "Cannot start the worker threads", err })?;
+    let pool = Pool::start(
+        settings.pool.size,
+        Arc::new(WsgiWorker::new(app, statics, access)),
+    )
+    .map_err(|err| StartupError::Io {
+        context: "Cannot start the worker threads",
+        err,
+    })?;
     tracing::info!(
         "Booting worker pool with {} threads ({} workers x {} threads) in pid: {pid}",
         settings.pool.size,
@@ -67,13 +78,31 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             .enable_all()
             .thread_name("ferrocorn-io")
             .build()
-            .map_err(|err| StartupError::Io { context: "Cannot start the I/O runtime", err })?;
-        let shared = Arc::new(Shared { pool: pool.submitter(), runtime: runtime.handle().clone() });
+            .map_err(|err| StartupError::Io {
+                context: "Cannot start the I/O runtime",
+                err,
+            })?;
+        let shared = Arc::new(Shared {
+            pool: pool.submitter(),
+            runtime: runtime.handle().clone(),
+        });
         let drained = runtime
-            .block_on(server::serve(bound, shared, opts, signals::stop_requested()))
-            .map_err(|err| StartupError::Io { context: "Cannot serve", err })?;
+            .block_on(server::serve(
+                bound,
+                shared,
+                opts,
+                signals::stop_requested(),
+            ))
+            .map_err(|err| StartupError::Io {
+                context: "Cannot serve",
+                err,
+            })?;
         runtime.shutdown_timeout(Duration::from_millis(100));
-        let wait = if drained { graceful_timeout } else { QUICK_STOP_WAIT };
+        let wait = if drained {
+            graceful_timeout
+        } else {
+            QUICK_STOP_WAIT
+        };
         Ok(pool.shutdown(wait))
     })?;
     tracing::info!("Shutting down: Master");

@@ -63,12 +63,18 @@ pub struct AccessLog {
 impl AccessLog {
     /// Compiles `format`; an unknown atom renders as `-`, as it does in gunicorn.
     pub fn new(format: &str, sink: Sink) -> AccessLog {
-        AccessLog { segments: compile(format), sink, pid: std::process::id().to_string() }
+        AccessLog {
+            segments: compile(format),
+            sink,
+            pid: std::process::id().to_string(),
+        }
     }
 
     /// Whether records must carry the response headers.
     pub fn wants_response_headers(&self) -> bool {
-        self.segments.iter().any(|s| matches!(s, Segment::ResponseHeader(_)))
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::ResponseHeader(_)))
     }
 
     pub fn log(&self, rec: &AccessRecord<'_>) {
@@ -91,7 +97,13 @@ impl AccessLog {
                 Segment::Dash => write!(out, "-"),
                 Segment::Time => write!(out, "{}", Civil::now().access_log_stamp()),
                 Segment::RequestLine => {
-                    write!(out, "{} {} {}", rec.method, rec.uri, version_str(rec.version))
+                    write!(
+                        out,
+                        "{} {} {}",
+                        rec.method,
+                        rec.uri,
+                        version_str(rec.version)
+                    )
                 }
                 Segment::Status => write!(out, "{}", rec.status),
                 Segment::Method => write!(out, "{}", rec.method),
@@ -100,17 +112,27 @@ impl AccessLog {
                 Segment::Protocol => write!(out, "{}", version_str(rec.version)),
                 Segment::BytesOrDash | Segment::Bytes => write!(out, "{}", rec.bytes),
                 Segment::Referer => {
-                    write!(out, "{}", header(Some(rec.request_headers), &http::header::REFERER))
+                    write!(
+                        out,
+                        "{}",
+                        header(Some(rec.request_headers), &http::header::REFERER)
+                    )
                 }
                 Segment::UserAgent => {
-                    write!(out, "{}", header(Some(rec.request_headers), &http::header::USER_AGENT))
+                    write!(
+                        out,
+                        "{}",
+                        header(Some(rec.request_headers), &http::header::USER_AGENT)
+                    )
                 }
                 Segment::Seconds => write!(out, "{}", rec.elapsed.as_secs()),
                 Segment::Millis => write!(out, "{}", rec.elapsed.as_millis()),
                 Segment::Micros => write!(out, "{}", rec.elapsed.as_micros()),
                 Segment::DecimalSeconds => write!(out, "{:.6}", rec.elapsed.as_secs_f64()),
                 Segment::Pid => write!(out, "<{}>", self.pid),
-                Segment::RequestHeader(n) => write!(out, "{}", header(Some(rec.request_headers), n)),
+                Segment::RequestHeader(n) => {
+                    write!(out, "{}", header(Some(rec.request_headers), n))
+                }
                 Segment::ResponseHeader(n) => write!(out, "{}", header(rec.response_headers, n)),
             };
         }
@@ -134,7 +156,9 @@ fn compile(format: &str) -> Vec<Segment> {
     let mut literal = String::new();
     let mut rest = format;
     while let Some(start) = rest.find("%(") {
-        let Some(end) = rest[start..].find(")s").map(|e| start + e) else { break };
+        let Some(end) = rest[start..].find(")s").map(|e| start + e) else {
+            break;
+        };
         literal.push_str(&rest[..start]);
         if !literal.is_empty() {
             segments.push(Segment::Literal(std::mem::take(&mut literal)));
@@ -212,16 +236,25 @@ mod tests {
         let (head, tail) = line.split_once(" [").unwrap();
         assert_eq!(head, "10.0.0.1 - -");
         let (_, after_time) = tail.split_once("] ").unwrap();
-        assert_eq!(after_time, r#""GET /a/b?x=1 HTTP/1.1" 200 13 "-" "curl/8.0""#);
+        assert_eq!(
+            after_time,
+            r#""GET /a/b?x=1 HTTP/1.1" 200 13 "-" "curl/8.0""#
+        );
     }
 
     #[test]
     fn atoms_and_unknowns() {
-        let log = AccessLog::new("%(m)s %(U)s %(q)s %(H)s %(D)s %(zz)s %({X-Id}i)s %({a}o)s %", Sink::Stdout);
+        let log = AccessLog::new(
+            "%(m)s %(U)s %(q)s %(H)s %(D)s %(zz)s %({X-Id}i)s %({a}o)s %",
+            Sink::Stdout,
+        );
         assert!(log.wants_response_headers());
         let uri: Uri = "/p?q=2".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-id", "7".parse().unwrap());
-        assert_eq!(log.render(&record(&uri, &headers)), "GET /p q=2 HTTP/1.1 1500 - 7 - %");
+        assert_eq!(
+            log.render(&record(&uri, &headers)),
+            "GET /p q=2 HTTP/1.1 1500 - 7 - %"
+        );
     }
 }

@@ -17,7 +17,10 @@ pub(crate) struct Civil {
 
 impl Civil {
     pub(crate) fn now() -> Civil {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         Civil::from_unix(secs as i64)
     }
 
@@ -54,8 +57,9 @@ impl Civil {
 
     /// `[24/Nov/2026:09:00:00 +0000]`: the access log's `%(t)s`, brackets included.
     pub(crate) fn access_log_stamp(&self) -> String {
-        const MONTHS: [&str; 12] =
-            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         format!(
             "[{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000]",
             self.day,
@@ -81,6 +85,9 @@ mod tests {
         assert_eq!(c.error_log_stamp(), "2000-02-29 12:34:56 +0000");
         assert_eq!(c.access_log_stamp(), "[29/Feb/2000:12:34:56 +0000]");
         // 2026-11-24 08:57:23 UTC
-        assert_eq!(Civil::from_unix(1_795_510_643).error_log_stamp(), "2026-11-24 08:57:23 +0000");
+        assert_eq!(
+            Civil::from_unix(1_795_510_643).error_log_stamp(),
+            "2026-11-24 08:57:23 +0000"
+        );
     }
 }

@@ -36,7 +36,10 @@ impl Sink {
         if spec == "-" {
             return Ok(dash);
         }
-        let file = OpenOptions::new().create(true).append(true).open(Path::new(spec))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(spec))?;
         Ok(Sink::File(Arc::new(file)))
     }
 
@@ -75,7 +78,10 @@ impl Drop for LineWriter {
 impl<'a> MakeWriter<'a> for Sink {
     type Writer = LineWriter;
     fn make_writer(&'a self) -> LineWriter {
-        LineWriter { sink: self.clone(), buf: Vec::with_capacity(128) }
+        LineWriter {
+            sink: self.clone(),
+            buf: Vec::with_capacity(128),
+        }
     }
 }
 
@@ -101,7 +107,13 @@ where
             Level::INFO => "INFO",
             Level::DEBUG | Level::TRACE => "DEBUG",
         };
-        write!(writer, "[{}] [{}] [{}] ", Civil::now().error_log_stamp(), self.pid, level)?;
+        write!(
+            writer,
+            "[{}] [{}] [{}] ",
+            Civil::now().error_log_stamp(),
+            self.pid,
+            level
+        )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
@@ -119,7 +131,9 @@ pub fn init(settings: &LogSettings) -> io::Result<()> {
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
-        .event_format(GunicornFormat { pid: std::process::id() })
+        .event_format(GunicornFormat {
+            pid: std::process::id(),
+        })
         .with_writer(sink)
         .try_init();
     Ok(())

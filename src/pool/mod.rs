@@ -38,7 +38,9 @@ pub struct Submitter<J> {
 
 impl<J> Clone for Submitter<J> {
     fn clone(&self) -> Self {
-        Submitter { tx: self.tx.clone() }
+        Submitter {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -61,7 +63,10 @@ impl<J: Send + 'static> Pool<J> {
         let threads = (0..size.max(1))
             .map(|i| thread::spawn(i, rx.clone(), handler.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Pool { submitter: Submitter { tx }, threads })
+        Ok(Pool {
+            submitter: Submitter { tx },
+            threads,
+        })
     }
 
     pub fn submitter(&self) -> Submitter<J> {

@@ -35,7 +35,11 @@ pub(super) async fn tcp(listener: TcpListener, ctx: Arc<Ctx>) {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let local = local.unwrap_or(peer);
-                tokio::spawn(connection(stream, ConnMeta::Tcp { peer, local }, ctx.clone()));
+                tokio::spawn(connection(
+                    stream,
+                    ConnMeta::Tcp { peer, local },
+                    ctx.clone(),
+                ));
             }
             Err(err) => backoff(err).await,
         }
@@ -52,7 +56,11 @@ pub(super) async fn unix(listener: UnixListener, path: String, ctx: Arc<Ctx>) {
         };
         match accepted {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, ConnMeta::Unix { path: path.clone() }, ctx.clone()));
+                tokio::spawn(connection(
+                    stream,
+                    ConnMeta::Unix { path: path.clone() },
+                    ctx.clone(),
+                ));
             }
             Err(err) => backoff(err).await,
         }

@@ -71,7 +71,10 @@ fn bind_with_retry(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
 fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
     let io_err = |err: io::Error| match err.kind() {
         io::ErrorKind::AddrInUse => BindError::InUse(addr.clone()),
-        _ => BindError::Io { addr: addr.clone(), err },
+        _ => BindError::Io {
+            addr: addr.clone(),
+            err,
+        },
     };
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     match addr {
@@ -81,21 +84,34 @@ fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
                 .ok()
                 .and_then(|mut it| it.next())
                 .ok_or_else(|| BindError::Resolve(addr.clone()))?;
-            let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(io_err)?;
+            let socket =
+                Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(io_err)?;
             socket.set_reuse_address(true).map_err(io_err)?;
             socket.bind(&sa.into()).map_err(io_err)?;
             socket.listen(backlog).map_err(io_err)?;
-            let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(sa);
-            Ok(Bound { socket, kind: Kind::Tcp(local) })
+            let local = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(sa);
+            Ok(Bound {
+                socket,
+                kind: Kind::Tcp(local),
+            })
         }
         BindAddr::Unix(path) => {
             if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
                 let _ = std::fs::remove_file(path);
             }
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err)?;
-            socket.bind(&SockAddr::unix(path).map_err(io_err)?).map_err(io_err)?;
+            socket
+                .bind(&SockAddr::unix(path).map_err(io_err)?)
+                .map_err(io_err)?;
             socket.listen(backlog).map_err(io_err)?;
-            Ok(Bound { socket, kind: Kind::Unix(path.clone()) })
+            Ok(Bound {
+                socket,
+                kind: Kind::Unix(path.clone()),
+            })
         }
         BindAddr::Fd(fd) => {
             let socket = inherit(*fd).map_err(io_err)?;
@@ -119,10 +135,16 @@ fn inherit(fd: i32) -> io::Result<Socket> {
     // or non-socket descriptor fails cleanly with EBADF / ENOTSOCK.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let kind = socket2::SockRef::from(&borrowed).r#type().map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a socket: {e}"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a socket: {e}"),
+        )
     })?;
     if kind != Type::STREAM {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a stream socket")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a stream socket"),
+        ));
     }
     // SAFETY: the user named this descriptor with `fd://N` to hand it to us; we checked it is an
     // open stream socket, and nothing else in this process uses it.
@@ -145,7 +167,9 @@ mod tests {
     #[test]
     fn a_busy_address_is_reported_as_in_use() {
         let first = bind(&BindAddr::parse("127.0.0.1:0").unwrap(), 16).unwrap();
-        let Kind::Tcp(sa) = first.kind else { panic!("tcp") };
+        let Kind::Tcp(sa) = first.kind else {
+            panic!("tcp")
+        };
         let again = BindAddr::parse(&sa.to_string()).unwrap();
         assert!(matches!(bind(&again, 16), Err(BindError::InUse(_))));
     }

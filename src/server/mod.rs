@@ -47,12 +47,18 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .keep_alive(opts.keepalive.is_some())
         .header_read_timeout(opts.keepalive.unwrap_or(Duration::from_secs(30)))
-        .pipeline_flush(true);
+        // A client may shut its write side after the request and still wait for the answer.
+        .half_close(true);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; when the last is dropped, the drain is over.
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
-    let ctx = Arc::new(accept::Ctx { http, shared, stop: stop_rx, drain: drain_tx });
+    let ctx = Arc::new(accept::Ctx {
+        http,
+        shared,
+        stop: stop_rx,
+        drain: drain_tx,
+    });
     let mut accepts = JoinSet::new();
     for b in bound {
         b.socket.set_nonblocking(true)?;
@@ -74,6 +80,8 @@ pub async fn serve(
     drop(ctx);
     Ok(match how {
         Stop::Quick => false,
-        Stop::Graceful => tokio::time::timeout(opts.graceful_timeout, drain_rx.recv()).await.is_ok(),
+        Stop::Graceful => tokio::time::timeout(opts.graceful_timeout, drain_rx.recv())
+            .await
+            .is_ok(),
     })
 }

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use pyo3::intern;
 
 use super::response::format_exception;
 
@@ -15,7 +15,11 @@ use super::response::format_exception;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{traceback}\nHint: could not import '{module}'. Is it on the Python path? Run ferrocorn from your project's directory, or point at it with --chdir or --pythonpath (searched: {searched}).")]
-    Import { module: String, traceback: String, searched: String },
+    Import {
+        module: String,
+        traceback: String,
+        searched: String,
+    },
     #[error("Failed to parse '{0}' as an attribute name or function call.")]
     BadSpec(String),
     #[error("Failed to find attribute '{attr}' in '{module}'.")]
@@ -30,13 +34,22 @@ pub enum AppError {
 
 /// Prepares `sys.path` like gunicorn: `--chdir` first, its directory at the front of the path,
 /// then each `--pythonpath` entry.
-pub fn prepare_path(py: Python<'_>, chdir: Option<&Path>, pythonpath: &[PathBuf]) -> Result<(), AppError> {
+pub fn prepare_path(
+    py: Python<'_>,
+    chdir: Option<&Path>,
+    pythonpath: &[PathBuf],
+) -> Result<(), AppError> {
     if let Some(dir) = chdir {
-        std::env::set_current_dir(dir).map_err(|err| AppError::Chdir { path: dir.into(), err })?;
+        std::env::set_current_dir(dir).map_err(|err| AppError::Chdir {
+            path: dir.into(),
+            err,
+        })?;
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let insert = |p: &Path| -> PyResult<()> {
-        let sys_path = py.import(intern!(py, "sys"))?.getattr(intern!(py, "path"))?;
+        let sys_path = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "path"))?;
         let sys_path = sys_path.cast::<PyList>()?;
         let s = p.to_string_lossy();
         if !sys_path.contains(&*s)? {
@@ -71,14 +84,21 @@ pub fn load<'py>(py: Python<'py>, spec: &str) -> Result<Py<PyAny>, AppError> {
         .and_then(|tree| tree.getattr("body"))
         .map_err(|_| bad_spec())?;
     let is = |node: &Bound<'_, PyAny>, kind: &str| -> bool {
-        ast.getattr(kind).and_then(|k| node.is_instance(&k)).unwrap_or(false)
+        ast.getattr(kind)
+            .and_then(|k| node.is_instance(&k))
+            .unwrap_or(false)
     };
     let attr_of = |name: &Bound<'_, PyAny>| -> Result<(String, Bound<'_, PyAny>), AppError> {
-        let attr: String = name.getattr("id").and_then(|i| i.extract()).map_err(|_| bad_spec())?;
-        let obj = module.getattr(attr.as_str()).map_err(|_| AppError::NoAttribute {
-            attr: attr.clone(),
-            module: module_name.to_string(),
-        })?;
+        let attr: String = name
+            .getattr("id")
+            .and_then(|i| i.extract())
+            .map_err(|_| bad_spec())?;
+        let obj = module
+            .getattr(attr.as_str())
+            .map_err(|_| AppError::NoAttribute {
+                attr: attr.clone(),
+                module: module_name.to_string(),
+            })?;
         Ok((attr, obj))
     };
 
@@ -96,17 +116,26 @@ pub fn load<'py>(py: Python<'py>, spec: &str) -> Result<Py<PyAny>, AppError> {
             .and_then(|a| a.try_iter()?.map(|n| literal(n?)).collect())
             .map_err(|_| bad_spec())?;
         let kw = PyDict::new(py);
-        for keyword in body.getattr("keywords").and_then(|k| k.try_iter()).map_err(|_| bad_spec())? {
+        for keyword in body
+            .getattr("keywords")
+            .and_then(|k| k.try_iter())
+            .map_err(|_| bad_spec())?
+        {
             let keyword = keyword.map_err(|_| bad_spec())?;
             let name = keyword.getattr("arg").map_err(|_| bad_spec())?;
-            let value = keyword.getattr("value").and_then(literal).map_err(|_| bad_spec())?;
+            let value = keyword
+                .getattr("value")
+                .and_then(literal)
+                .map_err(|_| bad_spec())?;
             kw.set_item(name, value).map_err(|_| bad_spec())?;
         }
         let args = pyo3::types::PyTuple::new(py, args).map_err(|_| bad_spec())?;
-        factory.call(args, Some(&kw)).map_err(|err| AppError::Factory {
-            spec: spec.to_string(),
-            traceback: format_exception(py, &err).trim_end().to_string(),
-        })?
+        factory
+            .call(args, Some(&kw))
+            .map_err(|err| AppError::Factory {
+                spec: spec.to_string(),
+                traceback: format_exception(py, &err).trim_end().to_string(),
+            })?
     } else {
         return Err(bad_spec());
     };
@@ -120,6 +149,12 @@ fn search_path(py: Python<'_>) -> String {
     py.import(intern!(py, "sys"))
         .and_then(|s| s.getattr("path"))
         .and_then(|p| p.extract::<Vec<String>>())
-        .map(|p| p.into_iter().filter(|s| !s.is_empty()).take(4).collect::<Vec<_>>().join(", "))
+        .map(|p| {
+            p.into_iter()
+                .filter(|s| !s.is_empty())
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default()
 }

@@ -27,18 +27,27 @@ impl Statics {
     pub fn new(py: Python<'_>, script_name: &str, multithread: bool) -> PyResult<Statics> {
         let d = PyDict::new(py);
         d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
-        d.set_item(intern!(py, "wsgi.multithread"), PyBool::new(py, multithread))?;
+        d.set_item(
+            intern!(py, "wsgi.multithread"),
+            PyBool::new(py, multithread),
+        )?;
         d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
         d.set_item(intern!(py, "wsgi.run_once"), false)?;
         d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         d.set_item(intern!(py, "wsgi.errors"), Py::new(py, ErrorStream)?)?;
-        d.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+        d.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
         d.set_item(
             intern!(py, "SERVER_SOFTWARE"),
             concat!("ferrocorn/", env!("CARGO_PKG_VERSION")),
         )?;
         d.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
-        Ok(Statics { template: d.unbind(), script_name: script_name.to_string() })
+        Ok(Statics {
+            template: d.unbind(),
+            script_name: script_name.to_string(),
+        })
     }
 }
 
@@ -73,7 +82,10 @@ pub(super) fn build<'py>(
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
     env.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
     env.set_item(intern!(py, "RAW_URI"), raw_uri(&parts.uri).as_ref())?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol_str(py, parts.version))?;
+    env.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        protocol_str(py, parts.version),
+    )?;
     env.set_item(intern!(py, "REMOTE_ADDR"), conn.remote_addr.as_str())?;
     env.set_item(intern!(py, "REMOTE_PORT"), conn.remote_port.as_str())?;
     env.set_item(intern!(py, "wsgi.url_scheme"), conn.url_scheme)?;
@@ -87,7 +99,9 @@ pub(super) fn build<'py>(
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
 
     for key in parts.headers.keys() {
-        let Some(env_key) = header_key(key) else { continue };
+        let Some(env_key) = header_key(key) else {
+            continue;
+        };
         let mut values = parts.headers.get_all(key).iter();
         let Some(first) = values.next() else { continue };
         let value = match values.next() {
@@ -133,7 +147,13 @@ fn header_key(name: &http::HeaderName) -> Option<HeaderKey> {
     }
     let mut key = String::with_capacity(5 + s.len());
     key.push_str("HTTP_");
-    key.extend(s.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    key.extend(s.chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
     Some(HeaderKey::Http(key))
 }
 
@@ -259,15 +279,24 @@ mod tests {
         let p = Cow::Borrowed(&b"/app/x"[..]);
         assert_eq!(strip_script_name(&p, "").as_deref(), Some(&b"/app/x"[..]));
         assert_eq!(strip_script_name(&p, "/app").as_deref(), Some(&b"/x"[..]));
-        assert_eq!(strip_script_name(&Cow::Borrowed(&b"/app"[..]), "/app").as_deref(), Some(&b""[..]));
-        assert_eq!(strip_script_name(&Cow::Borrowed(&b"/apple"[..]), "/app"), None);
+        assert_eq!(
+            strip_script_name(&Cow::Borrowed(&b"/app"[..]), "/app").as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(
+            strip_script_name(&Cow::Borrowed(&b"/apple"[..]), "/app"),
+            None
+        );
         assert_eq!(strip_script_name(&p, "/other"), None);
     }
 
     #[test]
     fn header_names_map_like_gunicorn() {
         let k = |s: &str| header_key(&http::HeaderName::from_bytes(s.as_bytes()).unwrap());
-        assert_eq!(k("user-agent"), Some(HeaderKey::Http("HTTP_USER_AGENT".into())));
+        assert_eq!(
+            k("user-agent"),
+            Some(HeaderKey::Http("HTTP_USER_AGENT".into()))
+        );
         assert_eq!(k("content-type"), Some(HeaderKey::ContentType));
         assert_eq!(k("content-length"), Some(HeaderKey::ContentLength));
         assert_eq!(k("x_forwarded_for"), None);
@@ -275,9 +304,18 @@ mod tests {
 
     #[test]
     fn host_header_gives_server_name_and_port() {
-        assert_eq!(split_host(b"example.com:8080", "http"), ("example.com".into(), "8080".into()));
-        assert_eq!(split_host(b"example.com", "http"), ("example.com".into(), "80".into()));
-        assert_eq!(split_host(b"example.com", "https"), ("example.com".into(), "443".into()));
+        assert_eq!(
+            split_host(b"example.com:8080", "http"),
+            ("example.com".into(), "8080".into())
+        );
+        assert_eq!(
+            split_host(b"example.com", "http"),
+            ("example.com".into(), "80".into())
+        );
+        assert_eq!(
+            split_host(b"example.com", "https"),
+            ("example.com".into(), "443".into())
+        );
         assert_eq!(split_host(b"[::1]:9", "http"), ("[::1]".into(), "9".into()));
         assert_eq!(split_host(b"[::1]", "http"), ("[::1]".into(), "80".into()));
     }

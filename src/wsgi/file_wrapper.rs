@@ -6,8 +6,8 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 
 #[pyclass(frozen, module = "ferrocorn._ferrocorn")]
 pub struct FileWrapper {
@@ -26,7 +26,11 @@ impl FileWrapper {
     /// regular file with a descriptor (a `BytesIO`, a socket): then it is iterated instead.
     pub fn open(&self, py: Python<'_>) -> Option<OpenFile> {
         let filelike = self.filelike.bind(py);
-        let fd: i32 = filelike.call_method0(intern!(py, "fileno")).ok()?.extract().ok()?;
+        let fd: i32 = filelike
+            .call_method0(intern!(py, "fileno"))
+            .ok()?
+            .extract()
+            .ok()?;
         let pos: u64 = match filelike.call_method0(intern!(py, "tell")) {
             Ok(p) => p.extract().ok()?,
             Err(_) => 0,
@@ -38,7 +42,10 @@ impl FileWrapper {
             return None;
         }
         file.seek(SeekFrom::Start(pos)).ok()?;
-        Some(OpenFile { file, len: meta.len().saturating_sub(pos) })
+        Some(OpenFile {
+            file,
+            len: meta.len().saturating_sub(pos),
+        })
     }
 }
 
@@ -57,7 +64,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize = 8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> FileWrapper {
-        FileWrapper { filelike, blksize: blksize.max(1) }
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -65,7 +75,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1(intern!(py, "read"), (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1(intern!(py, "read"), (self.blksize,))?;
         Ok((data.len()? > 0).then_some(data))
     }
 

@@ -32,8 +32,18 @@ struct State {
 impl Input {
     pub fn new(reader: Box<dyn BodyReader>) -> (Input, BodyFailure) {
         let failure: BodyFailure = Arc::default();
-        let state = State { reader, chunk: Bytes::new(), eof: false };
-        (Input { state: Mutex::new(state), failure: failure.clone() }, failure)
+        let state = State {
+            reader,
+            chunk: Bytes::new(),
+            eof: false,
+        };
+        (
+            Input {
+                state: Mutex::new(state),
+                failure: failure.clone(),
+            },
+            failure,
+        )
     }
 
     /// Runs `f` on the stream state. Two threads reading one request body is an app bug; it is
@@ -42,9 +52,9 @@ impl Input {
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> PyResult<R>) -> PyResult<R> {
         match self.state.try_lock() {
             Ok(mut st) => f(&mut st),
-            Err(TryLockError::WouldBlock) => {
-                Err(PyRuntimeError::new_err("wsgi.input is being read by another thread"))
-            }
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "wsgi.input is being read by another thread",
+            )),
             Err(TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
         }
     }
@@ -168,7 +178,10 @@ mod tests {
     }
 
     fn input(chunks: &[&str]) -> Input {
-        let q = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c.as_bytes()))).collect();
+        let q = chunks
+            .iter()
+            .map(|c| Ok(Bytes::copy_from_slice(c.as_bytes())))
+            .collect();
         Input::new(Box::new(Chunks(q))).0
     }
 
@@ -200,11 +213,17 @@ mod tests {
     #[test]
     fn a_body_error_raises_and_is_remembered() {
         Python::attach(|py| {
-            let q = VecDeque::from([Ok(Bytes::from_static(b"x")), Err(BodyError::Malformed("bad chunk".into()))]);
+            let q = VecDeque::from([
+                Ok(Bytes::from_static(b"x")),
+                Err(BodyError::Malformed("bad chunk".into())),
+            ]);
             let (inp, failure) = Input::new(Box::new(Chunks(q)));
             let err = inp.read(py, None).unwrap_err();
             assert!(err.is_instance_of::<PyOSError>(py));
-            assert!(matches!(*failure.lock().unwrap(), Some(BodyError::Malformed(_))));
+            assert!(matches!(
+                *failure.lock().unwrap(),
+                Some(BodyError::Malformed(_))
+            ));
         });
     }
 }

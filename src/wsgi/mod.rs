@@ -74,7 +74,14 @@ impl Reply {
     pub fn channel(depth: usize) -> (Reply, oneshot::Receiver<Answer>, mpsc::Receiver<BodyChunk>) {
         let (head_tx, head_rx) = oneshot::channel();
         let (body_tx, body_rx) = mpsc::channel(depth);
-        (Reply { head: head_tx, body: body_tx }, head_rx, body_rx)
+        (
+            Reply {
+                head: head_tx,
+                body: body_tx,
+            },
+            head_rx,
+            body_rx,
+        )
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use pyo3::intern;
 
 use super::environ::{self, Statics};
 use super::file_wrapper::FileWrapper;
@@ -32,8 +32,19 @@ pub struct Served {
 
 /// Serves one request on the calling (attached) pool thread. `None` when the client left
 /// before the app was called.
-pub fn serve(py: Python<'_>, app: &Bound<'_, PyAny>, statics: &Statics, req: Request) -> Option<Served> {
-    let Request { parts, body, conn, reply, received } = req;
+pub fn serve(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    statics: &Statics,
+    req: Request,
+) -> Option<Served> {
+    let Request {
+        parts,
+        body,
+        conn,
+        reply,
+        received,
+    } = req;
     if reply.head.is_closed() {
         return None;
     }
@@ -54,11 +65,21 @@ pub fn serve(py: Python<'_>, app: &Bound<'_, PyAny>, statics: &Statics, req: Req
         Ok(sent) => sent,
         Err(err) => {
             // Only reachable when Python cannot allocate the environ or the objects around it.
-            tracing::error!("Error preparing request {}: {}", parts.uri.path(), format_exception(py, &err));
+            tracing::error!(
+                "Error preparing request {}: {}",
+                parts.uri.path(),
+                format_exception(py, &err)
+            );
             return None;
         }
     };
-    Some(Served { parts, conn, received, status: sent.status, bytes: sent.bytes })
+    Some(Served {
+        parts,
+        conn,
+        received,
+        status: sent.status,
+        bytes: sent.bytes,
+    })
 }
 
 /// Why driving the app's result stopped early.
@@ -105,7 +126,11 @@ fn run_app(
     // PEP 3333: close() is called once the response is done, however it ended.
     if let Ok(close) = result.getattr(intern!(py, "close")) {
         if let Err(err) = close.call0() {
-            tracing::error!("Error closing the response of {}: {}", parts.uri.path(), format_exception(py, &err));
+            tracing::error!(
+                "Error closing the response of {}: {}",
+                parts.uri.path(),
+                format_exception(py, &err)
+            );
         }
     }
     sr.close_body();
@@ -114,7 +139,11 @@ fn run_app(
 fn report(py: Python<'_>, parts: &http::request::Parts, stop: Stop) {
     match stop {
         Stop::Raised(err) => {
-            tracing::error!("Error handling request {}\n{}", parts.uri, format_exception(py, &err).trim_end());
+            tracing::error!(
+                "Error handling request {}\n{}",
+                parts.uri,
+                format_exception(py, &err).trim_end()
+            );
         }
         Stop::Send(SendError::NotStarted) => {
             tracing::error!("Error handling request {}: the application returned without calling start_response", parts.uri);
@@ -156,7 +185,10 @@ fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &StartResponse) -> Resul
 
 fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
     item.cast::<PyBytes>().map_err(|_| {
-        PyTypeError::new_err(format!("the application yielded {}, not bytes", type_name(item)))
+        PyTypeError::new_err(format!(
+            "the application yielded {}, not bytes",
+            type_name(item)
+        ))
     })
 }
 
@@ -169,7 +201,11 @@ fn join<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> 
 }
 
 /// Streams a regular file without holding Python.
-fn send_file(py: Python<'_>, mut file: super::file_wrapper::OpenFile, sr: &StartResponse) -> Result<(), Stop> {
+fn send_file(
+    py: Python<'_>,
+    mut file: super::file_wrapper::OpenFile,
+    sr: &StartResponse,
+) -> Result<(), Stop> {
     sr.start_file(file.len)?;
     py.detach(|| -> Result<(), Stop> {
         loop {

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, SERVER};
 use http::{HeaderMap, StatusCode};
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::intern;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,7 +75,10 @@ impl StartResponse {
             status: 0,
             sent: 0,
         };
-        StartResponse { state: Mutex::new(state), body_failure }
+        StartResponse {
+            state: Mutex::new(state),
+            body_failure,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -88,13 +91,22 @@ impl StartResponse {
 
     pub fn sent(&self) -> Sent {
         let st = self.lock();
-        Sent { status: st.status, bytes: st.sent }
+        Sent {
+            status: st.status,
+            bytes: st.sent,
+        }
     }
 
     /// Sends the declared head. A body the app could not read answers 400 instead: the client
     /// must not see a success for a request that was not received whole.
-    fn send_head(&self, st: &mut State, body: impl FnOnce(&mut Declared) -> HeadBody) -> Result<(), SendError> {
-        let Some(tx) = st.head.take() else { return Ok(()) };
+    fn send_head(
+        &self,
+        st: &mut State,
+        body: impl FnOnce(&mut Declared) -> HeadBody,
+    ) -> Result<(), SendError> {
+        let Some(tx) = st.head.take() else {
+            return Ok(());
+        };
         if let Some(failure) = self.body_failure() {
             st.body = None;
             st.status = failure.status();
@@ -105,8 +117,14 @@ impl StartResponse {
         let body = body(&mut d);
         st.status = d.status.as_u16();
         st.remaining = d.content_length;
-        let head = ResponseHead { status: d.status, reason: d.reason, headers: d.headers, body };
-        tx.send(Answer::Head(head)).map_err(|_| SendError::ClientGone)
+        let head = ResponseHead {
+            status: d.status,
+            reason: d.reason,
+            headers: d.headers,
+            body,
+        };
+        tx.send(Answer::Head(head))
+            .map_err(|_| SendError::ClientGone)
     }
 
     fn body_failure(&self) -> Option<Failure> {
@@ -125,7 +143,9 @@ impl StartResponse {
             }
             self.send_head(&mut st, |_| HeadBody::Stream)?;
         }
-        let Some(chunk) = take_allowed(&mut st, data) else { return Ok(()) };
+        let Some(chunk) = take_allowed(&mut st, data) else {
+            return Ok(());
+        };
         let tx = st.body.as_ref().ok_or(SendError::ClientGone)?;
         match tx.try_send(BodyChunk::Data(chunk)) {
             Ok(()) => Ok(()),
@@ -133,7 +153,8 @@ impl StartResponse {
             Err(TrySendError::Full(chunk)) => {
                 let tx = tx.clone();
                 drop(st);
-                py.detach(|| tx.blocking_send(chunk)).map_err(|_| SendError::ClientGone)
+                py.detach(|| tx.blocking_send(chunk))
+                    .map_err(|_| SendError::ClientGone)
             }
         }
     }
@@ -141,10 +162,13 @@ impl StartResponse {
     /// Sends body bytes from a thread that is not attached to Python (file responses).
     pub fn send_chunk_detached(&self, data: Bytes) -> Result<(), SendError> {
         let mut st = self.lock();
-        let Some(chunk) = take_allowed(&mut st, &data) else { return Ok(()) };
+        let Some(chunk) = take_allowed(&mut st, &data) else {
+            return Ok(());
+        };
         let tx = st.body.clone().ok_or(SendError::ClientGone)?;
         drop(st);
-        tx.blocking_send(BodyChunk::Data(chunk)).map_err(|_| SendError::ClientGone)
+        tx.blocking_send(BodyChunk::Data(chunk))
+            .map_err(|_| SendError::ClientGone)
     }
 
     /// Ends the response with `body` as everything still to send: a list response, or the end
@@ -158,7 +182,11 @@ impl StartResponse {
             self.lock().body = None;
             return Ok(());
         }
-        let declared_len = st.declared.as_ref().ok_or(SendError::NotStarted)?.content_length;
+        let declared_len = st
+            .declared
+            .as_ref()
+            .ok_or(SendError::NotStarted)?
+            .content_length;
         match declared_len {
             // The app promised more (or other) than it gave: send what is allowed and let the
             // connection close when the body falls short.
@@ -236,7 +264,9 @@ fn take_allowed(st: &mut State, data: &[u8]) -> Option<Bytes> {
 }
 
 fn status_has_body(status: StatusCode) -> bool {
-    !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 #[pymethods]
@@ -276,18 +306,26 @@ impl StartResponse {
     /// The imperative `write()` of PEP 3333.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = data.cast::<pyo3::types::PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!("write() argument must be bytes, not {}", type_name(data)))
+            PyTypeError::new_err(format!(
+                "write() argument must be bytes, not {}",
+                type_name(data)
+            ))
         })?;
         match self.send_chunk(py, bytes.as_bytes()) {
             Ok(()) => Ok(()),
-            Err(SendError::NotStarted) => Err(PyAssertionError::new_err("write() before start_response")),
+            Err(SendError::NotStarted) => {
+                Err(PyAssertionError::new_err("write() before start_response"))
+            }
             Err(SendError::ClientGone) => Err(PyOSError::new_err("client disconnected")),
         }
     }
 }
 
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Validates `start_response`'s arguments into a head.
@@ -300,19 +338,31 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
     let mut content_length = None;
     for item in headers.try_iter()? {
         let item = item?;
-        let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
-            PyTypeError::new_err(format!("headers must be (name, value) tuples, not {}", type_name(&item)))
-        })?;
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "headers must be (name, value) tuples, not {}",
+                    type_name(&item)
+                ))
+            })?;
         let name = pair.get_item(0)?;
         let value = pair.get_item(1)?;
         let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
             return Err(PyTypeError::new_err("header names and values must be str"));
         };
-        let (name, value) = header(&name.to_cow()?, &value.to_cow()?).map_err(PyValueError::new_err)?;
+        let (name, value) =
+            header(&name.to_cow()?, &value.to_cow()?).map_err(PyValueError::new_err)?;
         if name == CONTENT_LENGTH {
-            let n = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
-                PyValueError::new_err(format!("invalid Content-Length header: {value:?}"))
-            })?;
+            let n = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!("invalid Content-Length header: {value:?}"))
+                })?;
             if content_length.replace(n).is_some_and(|old| old != n) {
                 return Err(PyValueError::new_err("conflicting Content-Length headers"));
             }
@@ -333,7 +383,12 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
     if !map.contains_key(SERVER) {
         map.insert(SERVER, HeaderValue::from_static("ferrocorn"));
     }
-    Ok(Declared { status, reason, headers: map, content_length })
+    Ok(Declared {
+        status,
+        reason,
+        headers: map,
+        content_length,
+    })
 }
 
 /// `"404 Not Found"` → (404, `None`); a non-standard reason is kept for the status line.
@@ -346,13 +401,19 @@ fn parse_status(s: &str) -> Result<(StatusCode, Option<Bytes>), String> {
         .then(|| StatusCode::from_bytes(code.as_bytes()).ok())
         .flatten()
         .ok_or_else(|| format!("invalid status {s:?}: expected a 3-digit code and a reason"))?;
-    if reason.bytes().any(|b| b.is_ascii_control() && b != b'\t') || !reason.is_ascii() && reason.chars().any(|c| c as u32 > 255) {
-        return Err(format!("invalid status {s:?}: control characters in the reason"));
+    if reason.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+        || !reason.is_ascii() && reason.chars().any(|c| c as u32 > 255)
+    {
+        return Err(format!(
+            "invalid status {s:?}: control characters in the reason"
+        ));
     }
     let reason = match status.canonical_reason() {
         Some(canon) if canon == reason => None,
         _ if reason.is_empty() => None,
-        _ => Some(Bytes::from(reason.chars().map(|c| c as u8).collect::<Vec<u8>>())),
+        _ => Some(Bytes::from(
+            reason.chars().map(|c| c as u8).collect::<Vec<u8>>(),
+        )),
     };
     Ok((status, reason))
 }
@@ -371,7 +432,13 @@ fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
     )
 }
 
@@ -383,7 +450,10 @@ mod tests {
     fn statuses() {
         assert_eq!(parse_status("200 OK").unwrap(), (StatusCode::OK, None));
         assert_eq!(parse_status("200").unwrap(), (StatusCode::OK, None));
-        assert_eq!(parse_status("200 Fine").unwrap(), (StatusCode::OK, Some(Bytes::from_static(b"Fine"))));
+        assert_eq!(
+            parse_status("200 Fine").unwrap(),
+            (StatusCode::OK, Some(Bytes::from_static(b"Fine")))
+        );
         assert_eq!(parse_status("599 Custom Thing").unwrap().0.as_u16(), 599);
         assert!(parse_status("20 OK").is_err());
         assert!(parse_status("abc OK").is_err());

@@ -10,7 +10,6 @@ tested comes from FERROCORN_TEST_SERVER (``ferrocorn``, the default, or
 import shutil
 
 import pytest
-
 from helpers import SERVER_KIND, ServerFactory
 
 

@@ -52,7 +52,10 @@ def base_command():
         return [exe]
     if importlib.util.find_spec("ferrocorn") is not None:
         return [sys.executable, "-m", "ferrocorn"]
-    pytest.fail("ferrocorn is not installed: no `ferrocorn` on PATH and no `ferrocorn` module", pytrace=False)
+    pytest.fail(
+        "ferrocorn is not installed: no `ferrocorn` on PATH and no `ferrocorn` module",
+        pytrace=False,
+    )
 
 
 def server_env(extra=None):
@@ -71,6 +74,7 @@ def run_cli(args, timeout=30, cwd=None, env=None):
         base_command() + list(args),
         stdin=subprocess.DEVNULL,
         capture_output=True,
+        check=False,
         text=True,
         timeout=timeout,
         cwd=cwd or REPO,
@@ -198,10 +202,14 @@ class Server:
                     if m:
                         return m, index
                 if reader.eof:
-                    raise AssertionError(f"{stream} closed before a line matched {pattern!r}\n{self._describe()}")
+                    raise AssertionError(
+                        f"{stream} closed before a line matched {pattern!r}\n{self._describe()}"
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"no {stream} line matched {pattern!r} in {timeout} s\n{self._describe()}")
+                    raise AssertionError(
+                        f"no {stream} line matched {pattern!r} in {timeout} s\n{self._describe()}"
+                    )
                 self._cond.wait(remaining)
 
     def wait_for_line(self, pattern, timeout=10.0, since=0, stream="err"):
@@ -217,7 +225,9 @@ class Server:
         index = 0
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while len(self.addresses) < len(self.binds):
-            m, index = self._wait_line(LISTENING_RE.pattern, max(0.0, deadline - time.monotonic()), index, "err")
+            m, index = self._wait_line(
+                LISTENING_RE.pattern, max(0.0, deadline - time.monotonic()), index, "err"
+            )
             # gunicorn joins several listeners with commas on one line
             self.addresses.extend(a for a in m.group(1).split(",") if a)
 
@@ -350,7 +360,9 @@ class RawConnection:
         if host:
             lines.append(f"Host: {self.host_header}")
         lines += [f"{k}: {v}" for k, v in headers]
-        if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+        if body and not any(
+            k.lower() in ("content-length", "transfer-encoding") for k, _ in headers
+        ):
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -364,7 +376,9 @@ class RawConnection:
         status_line = self.file.readline()
         if not status_line:
             raise ConnectionError("connection closed before a status line")
-        version, status, reason = (status_line.decode("latin-1").rstrip("\r\n").split(" ", 2) + [""])[:3]
+        version, status, reason = (
+            status_line.decode("latin-1").rstrip("\r\n").split(" ", 2) + [""]
+        )[:3]
         resp = RawResponse(version, int(status), reason)
         while True:
             line = self.file.readline()
@@ -432,7 +446,9 @@ class RawConnection:
         status_line = self.file.readline()
         if not status_line:
             raise ConnectionError("connection closed before a status line")
-        version, status, reason = (status_line.decode("latin-1").rstrip("\r\n").split(" ", 2) + [""])[:3]
+        version, status, reason = (
+            status_line.decode("latin-1").rstrip("\r\n").split(" ", 2) + [""]
+        )[:3]
         resp = RawResponse(version, int(status), reason)
         while True:
             line = self.file.readline()
@@ -448,7 +464,7 @@ class RawConnection:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(1)
-        except TimeoutError:
+        except socket.timeout:  # TimeoutError on Python >= 3.10
             return False
         except ConnectionResetError:
             return True

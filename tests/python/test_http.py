@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-
 from helpers import RawConnection, differs_on_gunicorn
 
 
@@ -155,12 +154,28 @@ def test_expect_100_continue_comes_before_the_body_is_sent(wsgi_server):
 
 def test_expect_100_continue_when_app_ignores_the_body(wsgi_server):
     with RawConnection(wsgi_server.port, timeout=5) as conn:
-        conn.send(conn.build("POST", "/fixed", headers=[("Expect", "100-continue"), ("Content-Length", "5")]))
+        conn.send(
+            conn.build(
+                "POST", "/fixed", headers=[("Expect", "100-continue"), ("Content-Length", "5")]
+            )
+        )
         resp = conn.read_response("POST")
         if resp.status == 100:
             resp = conn.read_response("POST")
     assert resp.status == 200
     assert resp.body == b"fixed body in a list"
+
+
+@differs_on_gunicorn("gunicorn sends 100 Continue before the app runs")
+def test_no_100_continue_when_the_app_does_not_read(wsgi_server):
+    with RawConnection(wsgi_server.port, timeout=5) as conn:
+        conn.send(
+            conn.build(
+                "POST", "/fixed", headers=[("Expect", "100-continue"), ("Content-Length", "5")]
+            )
+        )
+        resp = conn.read_response("POST")
+    assert resp.status == 200
 
 
 # -- responses without a body -----------------------------------------------------------
@@ -224,6 +239,23 @@ def test_server_header_is_ferrocorn(wsgi_server):
     resp = requests.get(wsgi_server.url + "/fixed", timeout=10)
     assert len(resp.raw.headers.getlist("Server")) == 1
     assert resp.headers["Server"].split("/")[0] == "ferrocorn"
+
+
+def test_response_headers_are_passed_through(wsgi_server):
+    with RawConnection(wsgi_server.port) as conn:
+        resp = conn.request("GET", "/cookies")
+    assert resp.header_all("Set-Cookie") == ["first=1; Path=/", "second=2; Path=/; HttpOnly"]
+    assert resp.header("X-Custom-Header") == "Mixed Case Value"
+    assert resp.body == b"cookies"
+
+
+@pytest.mark.parametrize("code, reason", [(404, "Not Found"), (299, "Whatever"), (418, "Whatever")])
+def test_status_line_keeps_the_apps_reason_phrase(wsgi_server, code, reason):
+    with RawConnection(wsgi_server.port) as conn:
+        resp = conn.request("GET", f"/status?code={code}&body=x")
+    assert resp.version == "HTTP/1.1"
+    assert (resp.status, resp.reason) == (code, reason)
+    assert resp.body == b"x"
 
 
 @differs_on_gunicorn("gunicorn sets Content-Length only for a one-item list")
@@ -309,7 +341,9 @@ def test_each_yielded_item_is_its_own_chunk(wsgi_server):
 
 
 def run_curl(curl, *args):
-    return subprocess.run([curl, "-sS", "--max-time", "20", *args], capture_output=True, timeout=30)
+    return subprocess.run(
+        [curl, "-sS", "--max-time", "20", *args], capture_output=True, check=False, timeout=30
+    )
 
 
 def test_curl_get(curl, wsgi_server):
@@ -334,9 +368,20 @@ def test_curl_large_upload_uses_100_continue(curl, wsgi_server, tmp_path):
 def test_curl_chunked_upload(curl, wsgi_server):
     payload = b"line\n" * 1000
     result = subprocess.run(
-        [curl, "-sS", "--max-time", "20", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", wsgi_server.url + "/echo"],
+        [
+            curl,
+            "-sS",
+            "--max-time",
+            "20",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            "@-",
+            wsgi_server.url + "/echo",
+        ],
         input=payload,
         capture_output=True,
+        check=False,
         timeout=30,
     )
     assert result.returncode == 0, result.stderr

@@ -11,11 +11,10 @@ import time
 
 import pytest
 import requests
-
 from helpers import RawConnection, differs_on_gunicorn
 
 ACCESS_RE = re.compile(
-    r'^(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+    r"^(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "
     r'"(?P<r>[^"]*)" (?P<s>\d{3}) (?P<b>\S+) "(?P<f>[^"]*)" "(?P<a>[^"]*)"$'
 )
 
@@ -123,7 +122,9 @@ def test_graceful_timeout_bounds_the_shutdown(server_factory):
 # -- SIGINT / SIGQUIT ------------------------------------------------------------------------
 
 
-QUICK_SIGNALS = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+QUICK_SIGNALS = pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"]
+)
 
 
 @QUICK_SIGNALS
@@ -195,7 +196,10 @@ def test_access_log_to_a_file(server_factory, tmp_path):
         assert requests.get(server.url + path, timeout=10).status_code == 200
     assert server.stop().code == 0
     lines = log.read_text().splitlines()
-    assert [ACCESS_RE.match(line)["r"] for line in lines] == ["GET /one HTTP/1.1", "GET /two HTTP/1.1"]
+    assert [ACCESS_RE.match(line)["r"] for line in lines] == [
+        "GET /one HTTP/1.1",
+        "GET /two HTTP/1.1",
+    ]
 
 
 def test_no_access_log_by_default(server_factory):

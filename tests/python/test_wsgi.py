@@ -12,12 +12,10 @@ import re
 import socket
 import time
 import urllib.parse
-import uuid
 from collections import Counter, defaultdict
 
 import pytest
 import requests
-
 from helpers import RawConnection, differs_on_gunicorn, pattern_bytes
 
 
@@ -75,7 +73,9 @@ def test_multithread_is_true_with_threads(wsgi_server):
 
 
 def test_content_type_and_length_are_not_http_keys(wsgi_server):
-    env = echo(wsgi_server, method="POST", data=b'{"a": 1}', headers={"Content-Type": "application/json"})["environ"]
+    env = echo(
+        wsgi_server, method="POST", data=b'{"a": 1}', headers={"Content-Type": "application/json"}
+    )["environ"]
     assert env["REQUEST_METHOD"] == "POST"
     assert env["CONTENT_TYPE"] == "application/json"
     assert env["CONTENT_LENGTH"] == "8"
@@ -108,13 +108,23 @@ def test_script_name_comes_from_the_environment(server_factory):
 
 def test_repeated_headers_are_joined_with_commas(wsgi_server):
     with RawConnection(wsgi_server.port) as conn:
-        resp = conn.request("GET", "/echo", headers=[("X-Multi", "a"), ("X-Multi", "b"), ("x-multi", "c")])
+        resp = conn.request(
+            "GET", "/echo", headers=[("X-Multi", "a"), ("X-Multi", "b"), ("x-multi", "c")]
+        )
     assert json.loads(resp.body)["environ"]["HTTP_X_MULTI"] == "a,b,c"
 
 
 def test_header_names_with_underscores_are_dropped(wsgi_server):
     with RawConnection(wsgi_server.port) as conn:
-        resp = conn.request("GET", "/echo", headers=[("X-Auth-User", "alice"), ("X_Auth_User", "mallory"), ("Only_Underscore", "1")])
+        resp = conn.request(
+            "GET",
+            "/echo",
+            headers=[
+                ("X-Auth-User", "alice"),
+                ("X_Auth_User", "mallory"),
+                ("Only_Underscore", "1"),
+            ],
+        )
     env = json.loads(resp.body)["environ"]
     assert env["HTTP_X_AUTH_USER"] == "alice"
     assert "HTTP_ONLY_UNDERSCORE" not in env
@@ -140,7 +150,11 @@ def expected(ops, body=BODY):
         name, _, arg = op.partition(":")
         args = (int(arg),) if arg else ()
         value = list(f) if name == "iter" else getattr(f, name)(*args)
-        results.append([v.decode("latin-1") for v in value] if isinstance(value, list) else value.decode("latin-1"))
+        results.append(
+            [v.decode("latin-1") for v in value]
+            if isinstance(value, list)
+            else value.decode("latin-1")
+        )
     return results
 
 
@@ -196,9 +210,10 @@ def test_write_callable_output_comes_before_the_iterable(wsgi_server):
     assert resp.content == b"hello world!"
 
 
+@pytest.mark.parametrize("kind", ["file", "bytesio"])
 @pytest.mark.parametrize("size", [0, 1, 8192, 1_000_003])
-def test_file_wrapper_serves_the_whole_file(wsgi_server, size):
-    resp = requests.get(f"{wsgi_server.url}/file?size={size}", timeout=20)
+def test_file_wrapper_serves_the_whole_file(wsgi_server, size, kind):
+    resp = requests.get(f"{wsgi_server.url}/file?size={size}&kind={kind}", timeout=20)
     assert resp.status_code == 200
     assert resp.headers["Content-Length"] == str(size)
     assert len(resp.content) == size
@@ -325,7 +340,9 @@ def read_close_log(path):
 
 def test_close_is_called_exactly_once(server_factory, tmp_path):
     log = tmp_path / "close.log"
-    server = server_factory("wsgi_apps", ["--threads", "2"], env={"FERROCORN_TEST_CLOSE_LOG": str(log)})
+    server = server_factory(
+        "wsgi_apps", ["--threads", "2"], env={"FERROCORN_TEST_CLOSE_LOG": str(log)}
+    )
 
     ok = requests.get(server.url + "/closing?id=ok&n=3", timeout=10)
     assert ok.text == "item 0\nitem 1\nitem 2\n"
@@ -340,12 +357,16 @@ def test_close_is_called_exactly_once(server_factory, tmp_path):
         conn.send(conn.build("GET", "/closing?id=gone&n=600&delay=0.05"))
         assert conn.read_head().status == 200
         assert conn.read_chunk() == b"item 0\n"
-        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
     # The server must notice, stop iterating and call close() long before
     # the 30 s the stream would take.
     deadline = time.monotonic() + 10
     while "close" not in read_close_log(log)["gone"]:
-        assert time.monotonic() < deadline, f"close() not called after the client left: {read_close_log(log)['gone']}"
+        assert time.monotonic() < deadline, (
+            f"close() not called after the client left: {read_close_log(log)['gone']}"
+        )
         time.sleep(0.05)
 
     stopped = server.stop()
@@ -395,14 +416,19 @@ def test_thread_local_state_per_pool_thread(server_factory):
         assert sorted(a["count"] for a in seen) == list(range(1, len(seen) + 1))
 
 
-def test_requests_run_concurrently_on_the_thread_pool(server_factory):
-    server = server_factory("wsgi_apps", ["--threads", "4"])
+@pytest.mark.parametrize("workers, threads", [(1, 4), (2, 2)])
+def test_requests_run_concurrently_on_the_thread_pool(server_factory, workers, threads):
+    server = server_factory("wsgi_apps", ["--workers", str(workers), "--threads", str(threads)])
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: requests.get(server.url + "/slow?s=1", timeout=20), range(4)))
+        results = list(
+            pool.map(lambda _: requests.get(server.url + "/slow?s=1", timeout=20), range(4))
+        )
     elapsed = time.monotonic() - started
     assert [r.status_code for r in results] == [200] * 4
-    assert elapsed < 3.0, f"4 one-second requests on 4 threads took {elapsed:.1f} s"
+    assert elapsed < 3.0, (
+        f"4 one-second requests on {workers}x{threads} threads took {elapsed:.1f} s"
+    )
 
 
 def test_unicode_query_string_round_trip(wsgi_server):
@@ -410,4 +436,3 @@ def test_unicode_query_string_round_trip(wsgi_server):
     env = echo(wsgi_server, f"/q?{query}")["environ"]
     assert env["QUERY_STRING"] == query
     assert urllib.parse.parse_qs(env["QUERY_STRING"]) == {"name": ["Zoë"], "k": ["a&b"]}
-

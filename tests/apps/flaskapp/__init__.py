@@ -25,10 +25,7 @@ def create_app():
     @app.route("/form", methods=["GET", "POST"])
     def form():
         if request.method == "GET":
-            return (
-                '<form method="post"><input name="name"><input name="colour">'
-                '<button type="submit">Send</button></form>'
-            )
+            return '<form method="post"><input name="name"><input name="colour"><button type="submit">Send</button></form>'
         return jsonify(fields=request.form.to_dict(flat=False))
 
     @app.get("/stream")

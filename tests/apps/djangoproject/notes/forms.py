@@ -8,7 +8,7 @@ from .models import Note
 class NoteForm(forms.ModelForm):
     class Meta:
         model = Note
-        fields = ["title", "body"]
+        fields = ("title", "body")
 
 
 class UploadForm(forms.Form):

@@ -30,7 +30,9 @@ def index(request):
             return redirect("note-detail", pk=note.pk)
     else:
         form = NoteForm()
-    return render(request, "notes/index.html", {"form": form, "notes": Note.objects.order_by("-id")[:20]})
+    return render(
+        request, "notes/index.html", {"form": form, "notes": Note.objects.order_by("-id")[:20]}
+    )
 
 
 def note_detail(request, pk):
