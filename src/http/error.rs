@@ -4,16 +4,16 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
 use http::{Response, StatusCode};
 
+use super::guard::Reject;
 use super::response_body::ResponseBody;
 use crate::wsgi::Failure;
 
 /// A request the server answers itself.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// The head is well-formed HTTP for hyper but ambiguous or unsafe to pass on (duplicate
-    /// `Host` or `Content-Length`, `Content-Length` beside `Transfer-Encoding`, …).
-    #[error("bad request: {0}")]
-    BadRequest(&'static str),
+    /// The guard refused the request head before hyper parsed it.
+    #[error(transparent)]
+    Rejected(#[from] Reject),
     /// The app, or its request body, failed: see `wsgi::Failure`.
     #[error(transparent)]
     Wsgi(#[from] Failure),
@@ -28,7 +28,14 @@ pub enum RequestError {
 impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
-            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::Rejected(r) => match r {
+                Reject::BadRequest(_) | Reject::LineTooLong => StatusCode::BAD_REQUEST,
+                Reject::FieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Reject::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                Reject::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+                Reject::Expectation => StatusCode::EXPECTATION_FAILED,
+                Reject::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            },
             RequestError::Wsgi(f) => {
                 StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -41,7 +48,7 @@ impl RequestError {
     /// be trusted to be in step.
     fn closes(&self) -> bool {
         match self {
-            RequestError::BadRequest(_) | RequestError::Unavailable => true,
+            RequestError::Rejected(_) | RequestError::Unavailable => true,
             RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_)),
             RequestError::WorkerLost => false,
         }

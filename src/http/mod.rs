@@ -1,13 +1,16 @@
-//! Protocol glue: the one module that knows both hyper and `wsgi`. `service` turns a hyper
-//! request into a pool job and the answer back into a hyper response; `request_body` and
+//! Protocol glue: the one module that knows both hyper and `wsgi`. `guard` checks the raw
+//! request stream before hyper parses it; `service` turns a hyper request into a pool job and the answer back into a hyper response; `request_body` and
 //! `response_body` adapt the bodies; `error` holds every request error with its status;
 //! `worker` is the pool handler that runs the WSGI driver and writes the access log.
 
 pub mod error;
+pub mod guard;
+mod guarded_io;
 mod request_body;
 mod response_body;
 pub mod service;
 pub mod worker;
 
+pub use guarded_io::GuardedIo;
 pub use service::{AppService, ConnMeta, Shared};
 pub use worker::WsgiWorker;

@@ -7,16 +7,24 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::runtime::Handle;
 
+use super::guard::Notes;
 use crate::wsgi::{BodyError, BodyReader};
+use std::sync::Arc;
 
 pub(super) struct IncomingReader {
     body: Incoming,
     runtime: Handle,
+    /// Says whether a body error was the guard refusing the framing.
+    notes: Arc<Notes>,
 }
 
 impl IncomingReader {
-    pub(super) fn new(body: Incoming, runtime: Handle) -> IncomingReader {
-        IncomingReader { body, runtime }
+    pub(super) fn new(body: Incoming, runtime: Handle, notes: Arc<Notes>) -> IncomingReader {
+        IncomingReader {
+            body,
+            runtime,
+            notes,
+        }
     }
 }
 
@@ -30,15 +38,25 @@ impl BodyReader for IncomingReader {
                     Ok(data) => return Ok(Some(data)),
                     Err(_trailers) => continue,
                 },
-                Some(Err(err)) if err.is_parse() || err.is_user() => {
-                    return Err(BodyError::Malformed(err.to_string()))
+                Some(Err(err)) => {
+                    if let Some(reject) = self.notes.body_error() {
+                        return Err(BodyError::Malformed(reject.to_string()));
+                    }
+                    // hyper's own framing errors carry an InvalidData/InvalidInput cause; an
+                    // early end of the stream is the client going away.
+                    let invalid = std::error::Error::source(&err)
+                        .and_then(|s| s.downcast_ref::<std::io::Error>())
+                        .is_some_and(|io| {
+                            matches!(
+                                io.kind(),
+                                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                            )
+                        });
+                    return Err(match invalid || err.is_parse() {
+                        true => BodyError::Malformed(err.to_string()),
+                        false => BodyError::Disconnected,
+                    });
                 }
-                Some(Err(err))
-                    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() =>
-                {
-                    return Err(BodyError::Disconnected)
-                }
-                Some(Err(err)) => return Err(BodyError::Malformed(err.to_string())),
             }
         }
     }

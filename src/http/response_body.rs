@@ -19,6 +19,9 @@ pub struct Aborted;
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Stream(mpsc::Receiver<BodyChunk>),
+    /// An abort is pending: hyper gets one `Pending` first, which makes it flush what it has
+    /// buffered, so the client receives the head and the bytes sent before the failure.
+    Aborting,
 }
 
 impl ResponseBody {
@@ -29,7 +32,7 @@ impl ResponseBody {
     pub fn exact_len(&self) -> Option<usize> {
         match self {
             ResponseBody::Full(b) => Some(b.as_ref().map_or(0, Bytes::len)),
-            ResponseBody::Stream(_) => None,
+            ResponseBody::Stream(_) | ResponseBody::Aborting => None,
         }
     }
 }
@@ -42,7 +45,8 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             ResponseBody::Full(b) => Poll::Ready(
                 b.take()
                     .filter(|b| !b.is_empty())
@@ -50,10 +54,15 @@ impl Body for ResponseBody {
             ),
             ResponseBody::Stream(rx) => match rx.poll_recv(cx) {
                 Poll::Ready(Some(BodyChunk::Data(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                Poll::Ready(Some(BodyChunk::Abort)) => Poll::Ready(Some(Err(Aborted))),
+                Poll::Ready(Some(BodyChunk::Abort)) => {
+                    *this = ResponseBody::Aborting;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            ResponseBody::Aborting => Poll::Ready(Some(Err(Aborted))),
         }
     }
 
@@ -64,7 +73,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::Stream(_) | ResponseBody::Aborting => SizeHint::default(),
         }
     }
 }

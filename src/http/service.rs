@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 use tokio::runtime::Handle;
 
 use super::error::RequestError;
+use super::guard::Notes;
 use super::request_body::IncomingReader;
 use super::response_body::ResponseBody;
 use crate::pool::Submitter;
@@ -45,10 +45,11 @@ pub enum ConnMeta {
 pub struct AppService {
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
+    notes: Arc<Notes>,
 }
 
 impl AppService {
-    pub fn new(shared: Arc<Shared>, meta: &ConnMeta) -> AppService {
+    pub fn new(shared: Arc<Shared>, meta: &ConnMeta, notes: Arc<Notes>) -> AppService {
         let conn = match meta {
             ConnMeta::Tcp { peer, local } => ConnInfo {
                 remote_addr: peer.ip().to_canonical().to_string(),
@@ -68,6 +69,7 @@ impl AppService {
         AppService {
             shared,
             conn: Arc::new(conn),
+            notes,
         }
     }
 }
@@ -78,13 +80,21 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let note = self.notes.next_head();
+        if let Some(reject) = note.reject {
+            let resp = RequestError::from(reject).into_response();
+            return Box::pin(async move { Ok(resp) });
+        }
         let shared = self.shared.clone();
         let conn = self.conn.clone();
+        let notes = self.notes.clone();
         Box::pin(async move {
-            Ok(match handle(shared, conn, req).await {
-                Ok(resp) => resp,
-                Err(err) => err.into_response(),
-            })
+            Ok(
+                match handle(shared, conn, notes, note.raw_target, req).await {
+                    Ok(resp) => resp,
+                    Err(err) => err.into_response(),
+                },
+            )
         })
     }
 }
@@ -92,15 +102,17 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
 async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
+    notes: Arc<Notes>,
+    raw_target: Option<String>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, RequestError> {
-    check_head(&req)?;
     let received = Instant::now();
     let (parts, body) = req.into_parts();
     let (reply, head_rx, body_rx) = Reply::channel(BODY_CHANNEL_DEPTH);
     let job = wsgi::Request {
         parts,
-        body: Box::new(IncomingReader::new(body, shared.runtime.clone())),
+        raw_target,
+        body: Box::new(IncomingReader::new(body, shared.runtime.clone(), notes)),
         conn,
         reply,
         received,
@@ -128,23 +140,4 @@ async fn handle(
         }
     }
     Ok(resp)
-}
-
-/// Rejects heads hyper accepts but that could be read two ways by the app or a proxy in front.
-fn check_head(req: &Request<Incoming>) -> Result<(), RequestError> {
-    let h = req.headers();
-    if h.get_all(HOST).iter().count() > 1 {
-        return Err(RequestError::BadRequest("more than one Host header"));
-    }
-    if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
-        return Err(RequestError::BadRequest(
-            "more than one Content-Length header",
-        ));
-    }
-    if h.contains_key(CONTENT_LENGTH) && h.contains_key(TRANSFER_ENCODING) {
-        return Err(RequestError::BadRequest(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
-    Ok(())
 }

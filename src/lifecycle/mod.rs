@@ -4,6 +4,8 @@
 
 mod signals;
 
+use signals::Signals;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +48,22 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
         .map_err(|e| StartupError::Python(e.to_string()))?;
     restore_default_sigint(py);
 
-    let bound = server::bind_all(&settings.server.binds, settings.server.backlog)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferrocorn-io")
+        .build()
+        .map_err(|err| StartupError::Io {
+            context: "Cannot start the I/O runtime",
+            err,
+        })?;
+    let signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|err| StartupError::Io {
+            context: "Cannot install signal handlers",
+            err,
+        })?;
+
+    let bound = py.detach(|| server::bind_all(&settings.server.binds, settings.server.backlog))?;
     let pid = std::process::id();
     for b in &bound {
         tracing::info!("Listening at: {} ({pid})", b.url());
@@ -74,25 +91,12 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
     };
     let graceful_timeout = settings.server.graceful_timeout;
     let clean = py.detach(move || -> Result<bool, StartupError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("ferrocorn-io")
-            .build()
-            .map_err(|err| StartupError::Io {
-                context: "Cannot start the I/O runtime",
-                err,
-            })?;
         let shared = Arc::new(Shared {
             pool: pool.submitter(),
             runtime: runtime.handle().clone(),
         });
         let drained = runtime
-            .block_on(server::serve(
-                bound,
-                shared,
-                opts,
-                signals::stop_requested(),
-            ))
+            .block_on(server::serve(bound, shared, opts, signals.stop_requested()))
             .map_err(|err| StartupError::Io {
                 context: "Cannot serve",
                 err,

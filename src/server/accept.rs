@@ -10,12 +10,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 
-use crate::http::{AppService, ConnMeta, Shared};
+use crate::http::guard::{Limits, Notes};
+use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
 
 /// What every accept loop and connection task shares.
 pub(super) struct Ctx {
     pub http: hyper::server::conn::http1::Builder,
     pub shared: Arc<Shared>,
+    pub limits: Limits,
     /// Turns `true` when the server stops.
     pub stop: watch::Receiver<bool>,
     /// Held by each connection task until it ends.
@@ -83,8 +85,10 @@ where
 {
     let _drain = ctx.drain.clone();
     let mut stop = ctx.stop.clone();
-    let service = AppService::new(ctx.shared.clone(), &meta);
-    let conn = ctx.http.serve_connection(TokioIo::new(stream), service);
+    let notes = Arc::new(Notes::default());
+    let service = AppService::new(ctx.shared.clone(), &meta, notes.clone());
+    let io = GuardedIo::new(stream, ctx.limits, notes);
+    let conn = ctx.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::http::guard::Limits;
 use crate::http::Shared;
 pub use listener::{bind_all, BindError, Bound, Kind};
 
@@ -56,6 +57,7 @@ pub async fn serve(
     let ctx = Arc::new(accept::Ctx {
         http,
         shared,
+        limits: Limits::default(),
         stop: stop_rx,
         drain: drain_tx,
     });

@@ -63,10 +63,22 @@ pub(super) fn build<'py>(
     py: Python<'py>,
     statics: &Statics,
     parts: &Parts,
+    raw_target: Option<&str>,
     conn: &ConnInfo,
     input: Bound<'py, PyAny>,
 ) -> PyResult<Result<Bound<'py, PyDict>, EnvironError>> {
-    let path_info = decode_path(parts.uri.path());
+    let (raw_uri, path, query) = match raw_target {
+        Some(raw) => {
+            let (path, query) = split_target(raw);
+            (Cow::Borrowed(raw), path, query)
+        }
+        None => (
+            raw_uri(&parts.uri),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+        ),
+    };
+    let path_info = decode_path(path);
     let path_info = match strip_script_name(&path_info, &statics.script_name) {
         Some(p) => p,
         None => {
@@ -80,8 +92,8 @@ pub(super) fn build<'py>(
     let env = statics.template.bind(py).copy()?;
     env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &parts.method))?;
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
-    env.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
-    env.set_item(intern!(py, "RAW_URI"), raw_uri(&parts.uri).as_ref())?;
+    env.set_item(intern!(py, "QUERY_STRING"), query)?;
+    env.set_item(intern!(py, "RAW_URI"), raw_uri.as_ref())?;
     env.set_item(
         intern!(py, "SERVER_PROTOCOL"),
         protocol_str(py, parts.version),
@@ -212,6 +224,17 @@ fn raw_uri(uri: &http::Uri) -> Cow<'_, str> {
     }
 }
 
+/// A raw target's path and query: origin form `/p?q`, or absolute form `http://h/p?q`.
+fn split_target(raw: &str) -> (&str, &str) {
+    let raw = raw.split_once('#').map_or(raw, |(t, _)| t);
+    let after_scheme = raw.split_once("://").map(|(_, rest)| rest);
+    let path_query = match after_scheme {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => raw,
+    };
+    path_query.split_once('?').unwrap_or((path_query, ""))
+}
+
 /// `Host: example.com:8080` → (`example.com`, `8080`); no port → the scheme's default.
 fn split_host(host: &[u8], scheme: &str) -> (String, String) {
     let host = String::from_utf8_lossy(host);
@@ -318,6 +341,14 @@ mod tests {
         );
         assert_eq!(split_host(b"[::1]:9", "http"), ("[::1]".into(), "9".into()));
         assert_eq!(split_host(b"[::1]", "http"), ("[::1]".into(), "80".into()));
+    }
+
+    #[test]
+    fn raw_targets_split_into_path_and_query() {
+        assert_eq!(split_target("/a\"b?x=\"1\""), ("/a\"b", "x=\"1\""));
+        assert_eq!(split_target("/p"), ("/p", ""));
+        assert_eq!(split_target("http://h:1/p|q?z#frag"), ("/p|q", "z"));
+        assert_eq!(split_target("http://h"), ("/", ""));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub trait BodyReader: Send {
 /// One request handed to a pool thread.
 pub struct Request {
     pub parts: http::request::Parts,
+    /// The request target as sent, when it differs from `parts.uri` (characters hyper's URI
+    /// parser refuses arrive percent-encoded).
+    pub raw_target: Option<String>,
     pub body: Box<dyn BodyReader>,
     pub conn: Arc<ConnInfo>,
     pub reply: Reply,

@@ -40,6 +40,7 @@ pub fn serve(
 ) -> Option<Served> {
     let Request {
         parts,
+        raw_target,
         body,
         conn,
         reply,
@@ -49,10 +50,11 @@ pub fn serve(
         return None;
     }
     let (input, body_failure) = Input::new(body);
-    let responder = StartResponse::new(reply.head, reply.body, body_failure);
+    let is_head = parts.method == http::Method::HEAD;
+    let responder = StartResponse::new(reply.head, reply.body, body_failure, is_head);
     let outcome = Bound::new(py, responder).and_then(|responder| {
         let input = Bound::new(py, input)?.into_any();
-        match environ::build(py, statics, &parts, &conn, input)? {
+        match environ::build(py, statics, &parts, raw_target.as_deref(), &conn, input)? {
             Ok(env) => run_app(py, app, env.into_any(), &responder, &parts),
             Err(err) => {
                 tracing::debug!("{err}");
@@ -133,7 +135,7 @@ fn run_app(
             );
         }
     }
-    sr.close_body();
+    sr.close_body(py);
 }
 
 fn report(py: Python<'_>, parts: &http::request::Parts, stop: Stop) {
@@ -222,7 +224,10 @@ fn send_file(
 pub(super) fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import(intern!(py, "traceback"))
-        .and_then(|tb| tb.call_method1(intern!(py, "format_exception"), (err.value(py),)))
+        .and_then(|tb| {
+            let args = (err.get_type(py), err.value(py), err.traceback(py));
+            tb.call_method1(intern!(py, "format_exception"), args)
+        })
         .and_then(|lines| lines.extract::<Vec<String>>());
     match formatted {
         Ok(lines) => lines.concat(),

@@ -31,6 +31,8 @@ pub enum SendError {
 pub struct StartResponse {
     state: Mutex<State>,
     body_failure: BodyFailure,
+    /// A HEAD request: its response has headers only, whatever `Content-Length` says.
+    head_request: bool,
 }
 
 /// The head as declared by the app, not yet sent.
@@ -66,6 +68,7 @@ impl StartResponse {
         head: oneshot::Sender<Answer>,
         body: mpsc::Sender<BodyChunk>,
         body_failure: BodyFailure,
+        head_request: bool,
     ) -> StartResponse {
         let state = State {
             declared: None,
@@ -78,6 +81,7 @@ impl StartResponse {
         StartResponse {
             state: Mutex::new(state),
             body_failure,
+            head_request,
         }
     }
 
@@ -128,10 +132,10 @@ impl StartResponse {
     }
 
     fn body_failure(&self) -> Option<Failure> {
-        match &*self.body_failure.lock().ok()? {
-            Some(super::BodyError::Malformed(m)) => Some(Failure::BadBody(m.clone())),
-            _ => None,
-        }
+        // A body cut short is answered like a malformed one: if the client is still there
+        // (it may only have shut its write side), it must not see a success.
+        let failure = self.body_failure.lock().ok()?;
+        failure.as_ref().map(|e| Failure::BadBody(e.to_string()))
     }
 
     /// Sends body bytes, sending the head first if it is still held back.
@@ -179,7 +183,7 @@ impl StartResponse {
         if st.head.is_none() {
             drop(st);
             self.send_chunk(py, &body)?;
-            self.lock().body = None;
+            self.close_body(py);
             return Ok(());
         }
         let declared_len = st
@@ -187,7 +191,18 @@ impl StartResponse {
             .as_ref()
             .ok_or(SendError::NotStarted)?
             .content_length;
+        let bodiless = self.head_request
+            || st
+                .declared
+                .as_ref()
+                .is_some_and(|d| !status_has_body(d.status));
         match declared_len {
+            // HEAD, 1xx, 204, 304: the declared length describes a body that is not sent.
+            Some(_) if bodiless => {
+                self.send_head(&mut st, |_| HeadBody::Full(Bytes::new()))?;
+                st.body = None;
+                return Ok(());
+            }
             // The app promised more (or other) than it gave: send what is allowed and let the
             // connection close when the body falls short.
             Some(n) if n != body.len() as u64 => {
@@ -208,7 +223,7 @@ impl StartResponse {
                 return Ok(());
             }
         }
-        self.lock().body = None;
+        self.close_body(py);
         Ok(())
     }
 
@@ -224,9 +239,24 @@ impl StartResponse {
         })
     }
 
-    /// Ends a streamed response normally.
-    pub fn close_body(&self) {
-        self.lock().body = None;
+    /// Ends a streamed response. A body shorter than the app's `Content-Length` is aborted, so
+    /// the client sees the connection fail rather than wait for bytes that never come.
+    pub fn close_body(&self, py: Python<'_>) {
+        let mut st = self.lock();
+        let has_body = StatusCode::from_u16(st.status).is_ok_and(status_has_body);
+        let short = st.head.is_none()
+            && has_body
+            && !self.head_request
+            && st.remaining.is_some_and(|r| r > 0);
+        match st.body.take() {
+            Some(tx) if short => {
+                drop(st);
+                if let Err(TrySendError::Full(chunk)) = tx.try_send(BodyChunk::Abort) {
+                    let _ = py.detach(|| tx.blocking_send(chunk));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The app failed: answer with `failure` if nothing was sent yet, else abort the connection.

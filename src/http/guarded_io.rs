@@ -1,0 +1,110 @@
+//! The connection's byte stream with the `guard` in front of hyper's reads. Writes pass
+//! straight through.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::guard::{Guard, Limits, Notes, Verdict};
+
+/// How much is read from the socket at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+pub struct GuardedIo<S> {
+    inner: S,
+    guard: Guard,
+    notes: Arc<Notes>,
+    /// Checked bytes hyper has not read yet.
+    out: BytesMut,
+    read_buf: Box<[u8]>,
+    end: Option<Verdict>,
+}
+
+impl<S> GuardedIo<S> {
+    pub fn new(inner: S, limits: Limits, notes: Arc<Notes>) -> GuardedIo<S> {
+        GuardedIo {
+            inner,
+            guard: Guard::new(limits),
+            notes,
+            out: BytesMut::new(),
+            read_buf: vec![0; READ_SIZE].into_boxed_slice(),
+            end: None,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.out.is_empty() {
+                let n = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out[..n]);
+                this.out.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match this.end {
+                Some(Verdict::FailAfter) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "invalid request body framing",
+                    )))
+                }
+                Some(_) => return Poll::Ready(Ok(())),
+                None => {}
+            }
+            let mut rb = ReadBuf::new(&mut this.read_buf);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                this.end = Some(Verdict::EndAfter);
+                continue;
+            }
+            match this
+                .guard
+                .push(&this.read_buf[..n], &mut this.out, &this.notes)
+            {
+                Verdict::Ok => {}
+                other => this.end = Some(other),
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
