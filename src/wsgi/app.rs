@@ -70,11 +70,15 @@ pub fn load<'py>(py: Python<'py>, spec: &str) -> Result<Py<PyAny>, AppError> {
         Some((m, e)) => (m.trim(), e.trim()),
         None => (spec.trim(), "application"),
     };
-    let module = py.import(module_name).map_err(|err| AppError::Import {
-        module: module_name.to_string(),
-        traceback: format_exception(py, &err).trim_end().to_string(),
-        searched: search_path(py),
-    })?;
+    // Through importlib, as gunicorn does: the traceback then shows where the import failed.
+    let module = py
+        .import(intern!(py, "importlib"))
+        .and_then(|importlib| importlib.call_method1(intern!(py, "import_module"), (module_name,)))
+        .map_err(|err| AppError::Import {
+            module: module_name.to_string(),
+            traceback: format_exception(py, &err).trim_end().to_string(),
+            searched: search_path(py),
+        })?;
     let bad_spec = || AppError::BadSpec(expr.to_string());
     let ast = py.import(intern!(py, "ast")).map_err(|_| bad_spec())?;
     let kwargs = PyDict::new(py);

@@ -211,7 +211,7 @@ fn send_file(
     sr.start_file(file.len)?;
     py.detach(|| -> Result<(), Stop> {
         loop {
-            let block = file.next_block(FILE_BLOCK).map_err(|e| PyErr::from(e))?;
+            let block = file.next_block(FILE_BLOCK).map_err(PyErr::from)?;
             if block.is_empty() {
                 return Ok(());
             }
