@@ -462,24 +462,7 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
         if count > limits.fields {
             return Err(Reject::FieldsTooLarge("too many header fields"));
         }
-        if line.len() + 2 > limits.field_size {
-            return Err(Reject::FieldsTooLarge("header field too long"));
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            return Err(Reject::BadRequest("obsolete line folding"));
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(Reject::BadRequest("header without a colon"))?;
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(Reject::BadRequest("invalid header name"));
-        }
-        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(Reject::BadRequest("control character in a header value"));
-        }
-        let value = value.trim_ascii();
+        let (name, value) = split_field(line, limits)?;
         if name.eq_ignore_ascii_case(b"content-length") {
             if content_length.is_some() {
                 return Err(Reject::BadRequest("more than one Content-Length"));
@@ -550,6 +533,29 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
     })
 }
 
+/// One header or trailer line: a token name, a colon right after it, and a value without
+/// control characters other than tab; the value comes back with its surrounding OWS trimmed.
+fn split_field<'a>(line: &'a [u8], limits: &Limits) -> Result<(&'a [u8], &'a [u8]), Reject> {
+    if line.len() + 2 > limits.field_size {
+        return Err(Reject::FieldsTooLarge("header field too long"));
+    }
+    if matches!(line[0], b' ' | b'\t') {
+        return Err(Reject::BadRequest("obsolete line folding"));
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(Reject::BadRequest("header without a colon"))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(Reject::BadRequest("invalid header name"));
+    }
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Reject::BadRequest("control character in a header value"));
+    }
+    Ok((name, value.trim_ascii()))
+}
+
 /// `1*HEXDIG [ chunk-ext ] CRLF`; whitespace is allowed only before a `;` extension.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
     let line = line
@@ -575,26 +581,7 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
 /// Trailer fields follow header rules, and may not carry framing or routing.
 fn check_trailers(section: &[u8], limits: &Limits) -> Result<(), Reject> {
     for line in lines(section)?.into_iter().filter(|l| !l.is_empty()) {
-        if line.len() + 2 > limits.field_size {
-            return Err(Reject::FieldsTooLarge("trailer field too long"));
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            return Err(Reject::BadRequest("obsolete line folding"));
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(Reject::BadRequest("trailer without a colon"))?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(Reject::BadRequest("invalid trailer name"));
-        }
-        if line[colon + 1..]
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
-            return Err(Reject::BadRequest("control character in a trailer"));
-        }
+        let (name, _) = split_field(line, limits)?;
         const FORBIDDEN: [&[u8]; 6] = [
             b"content-length",
             b"transfer-encoding",

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::http::guard::{Limits, Notes};
@@ -24,31 +26,43 @@ pub(super) struct Ctx {
     pub drain: mpsc::Sender<()>,
 }
 
-pub(super) async fn tcp(listener: TcpListener, ctx: Arc<Ctx>) {
-    let local = listener.local_addr().ok();
-    let mut stop = ctx.stop.clone();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let local = local.unwrap_or(peer);
-                tokio::spawn(connection(
-                    stream,
-                    ConnMeta::Tcp { peer, local },
-                    ctx.clone(),
-                ));
-            }
-            Err(err) => backoff(err).await,
-        }
+/// A listening socket of either kind, yielding streams and what the service must know of them.
+pub(super) trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, ConnMeta)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(TcpStream, ConnMeta)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        // Responses are written whole; Nagle would only delay the last segment.
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        Ok((stream, ConnMeta::Tcp { peer, local }))
     }
 }
 
-pub(super) async fn unix(listener: UnixListener, path: String, ctx: Arc<Ctx>) {
+/// A Unix listener and the path it is bound to (`SERVER_NAME` for its requests).
+pub(super) struct UnixBound(pub UnixListener, pub String);
+
+impl Accept for UnixBound {
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(UnixStream, ConnMeta)> {
+        let (stream, _) = self.0.accept().await?;
+        Ok((
+            stream,
+            ConnMeta::Unix {
+                path: self.1.clone(),
+            },
+        ))
+    }
+}
+
+/// Accepts until the server stops, one task per connection.
+pub(super) async fn run<L: Accept>(listener: L, ctx: Arc<Ctx>) {
     let mut stop = ctx.stop.clone();
     loop {
         let accepted = tokio::select! {
@@ -57,12 +71,8 @@ pub(super) async fn unix(listener: UnixListener, path: String, ctx: Arc<Ctx>) {
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(
-                    stream,
-                    ConnMeta::Unix { path: path.clone() },
-                    ctx.clone(),
-                ));
+            Ok((stream, meta)) => {
+                tokio::spawn(connection(stream, meta, ctx.clone()));
             }
             Err(err) => backoff(err).await,
         }

@@ -67,11 +67,14 @@ pub async fn serve(
         match b.kind {
             Kind::Tcp(_) => {
                 let l = TcpListener::from_std(std::net::TcpListener::from(b.socket))?;
-                accepts.spawn(accept::tcp(l, ctx.clone()));
+                accepts.spawn(accept::run(l, ctx.clone()));
             }
             Kind::Unix(path) => {
                 let l = UnixListener::from_std(std::os::unix::net::UnixListener::from(b.socket))?;
-                accepts.spawn(accept::unix(l, path.display().to_string(), ctx.clone()));
+                accepts.spawn(accept::run(
+                    accept::UnixBound(l, path.display().to_string()),
+                    ctx.clone(),
+                ));
             }
         }
     }

@@ -215,7 +215,9 @@ fn send_file(
             if block.is_empty() {
                 return Ok(());
             }
-            sr.send_chunk_detached(block)?;
+            if !sr.send_chunk_detached(block)? {
+                return Ok(());
+            }
         }
     })
 }

@@ -164,15 +164,18 @@ impl StartResponse {
     }
 
     /// Sends body bytes from a thread that is not attached to Python (file responses).
-    pub fn send_chunk_detached(&self, data: Bytes) -> Result<(), SendError> {
+    /// Returns whether the app's `Content-Length` allows more.
+    pub fn send_chunk_detached(&self, data: Bytes) -> Result<bool, SendError> {
         let mut st = self.lock();
         let Some(chunk) = take_allowed(&mut st, &data) else {
-            return Ok(());
+            return Ok(false);
         };
+        let more = st.remaining != Some(0);
         let tx = st.body.clone().ok_or(SendError::ClientGone)?;
         drop(st);
         tx.blocking_send(BodyChunk::Data(chunk))
-            .map_err(|_| SendError::ClientGone)
+            .map_err(|_| SendError::ClientGone)?;
+        Ok(more)
     }
 
     /// Ends the response with `body` as everything still to send: a list response, or the end
