@@ -9,9 +9,7 @@ def app(environ, start_response):
         for k, v in sorted(environ.items())
     )
     body = (
-        "<!doctype html><title>ferrocorn</title>"
-        "<h1>Hello from ferrocorn</h1>"
-        f"<table>{rows}</table>"
+        f"<!doctype html><title>ferrocorn</title><h1>Hello from ferrocorn</h1><table>{rows}</table>"
     ).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
     return [body]

@@ -11,8 +11,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::guard::{Guard, Limits, Notes, Verdict};
 
-/// How much is read from the socket at a time.
-const READ_SIZE: usize = 16 * 1024;
+/// How much is read from the socket at a time. The buffer is per runtime thread, not per
+/// connection, so an idle connection holds no read buffer.
+const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
+
+/// Checked bytes beyond this are not kept allocated once hyper has read them.
+const KEEP_OUT_CAPACITY: usize = 8 * 1024;
 
 pub struct GuardedIo<S> {
     inner: S,
@@ -20,7 +28,6 @@ pub struct GuardedIo<S> {
     notes: Arc<Notes>,
     /// Checked bytes hyper has not read yet.
     out: BytesMut,
-    read_buf: Box<[u8]>,
     end: Option<Verdict>,
 }
 
@@ -31,7 +38,6 @@ impl<S> GuardedIo<S> {
             guard: Guard::new(limits),
             notes,
             out: BytesMut::new(),
-            read_buf: vec![0; READ_SIZE].into_boxed_slice(),
             end: None,
         }
     }
@@ -49,6 +55,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 let n = this.out.len().min(buf.remaining());
                 buf.put_slice(&this.out[..n]);
                 this.out.advance(n);
+                if this.out.is_empty() && this.out.capacity() > KEEP_OUT_CAPACITY {
+                    this.out = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             match this.end {
@@ -61,20 +70,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 Some(_) => return Poll::Ready(Ok(())),
                 None => {}
             }
-            let mut rb = ReadBuf::new(&mut this.read_buf);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                this.end = Some(Verdict::EndAfter);
-                continue;
-            }
-            match this
-                .guard
-                .push(&this.read_buf[..n], &mut this.out, &this.notes)
-            {
-                Verdict::Ok => {}
-                other => this.end = Some(other),
-            }
+            let read = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+                match rb.filled() {
+                    [] => this.end = Some(Verdict::EndAfter),
+                    data => match this.guard.push(data, &mut this.out, &this.notes) {
+                        Verdict::Ok => {}
+                        other => this.end = Some(other),
+                    },
+                }
+                Poll::Ready(Ok(()))
+            });
+            ready!(read)?;
         }
     }
 }

@@ -19,9 +19,6 @@ use super::response_body::ResponseBody;
 use crate::pool::Submitter;
 use crate::wsgi::{self, Answer, ConnInfo, HeadBody, Reply};
 
-/// How many body chunks may wait for a slow client before the app waits too.
-const BODY_CHANNEL_DEPTH: usize = 16;
-
 /// What every connection shares.
 pub struct Shared {
     pub pool: Submitter<wsgi::Request>,
@@ -108,7 +105,7 @@ async fn handle(
 ) -> Result<Response<ResponseBody>, RequestError> {
     let received = Instant::now();
     let (parts, body) = req.into_parts();
-    let (reply, head_rx, body_rx) = Reply::channel(BODY_CHANNEL_DEPTH);
+    let (reply, head_rx) = Reply::channel();
     let job = wsgi::Request {
         parts,
         raw_target,
@@ -120,7 +117,6 @@ async fn handle(
     shared
         .pool
         .submit(job)
-        .await
         .map_err(|_| RequestError::Unavailable)?;
     let head = match head_rx.await {
         Ok(Answer::Head(head)) => head,
@@ -129,7 +125,7 @@ async fn handle(
     };
     let body = match head.body {
         HeadBody::Full(bytes) => ResponseBody::full(bytes),
-        HeadBody::Stream => ResponseBody::Stream(body_rx),
+        HeadBody::Stream(rx) => ResponseBody::Stream(rx),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;

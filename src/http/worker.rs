@@ -32,6 +32,10 @@ impl Handler for WsgiWorker {
         self.access.as_ref().and(served)
     }
 
+    fn needs_finish(&self) -> bool {
+        self.access.is_some()
+    }
+
     fn finish(&self, served: Option<Served>) {
         let (Some(log), Some(s)) = (&self.access, served) else {
             return;

@@ -1,8 +1,14 @@
-//! The bounded pool of OS threads that run Python. Each thread attaches to the interpreter once
-//! for its whole life (so `threading.local` and per-thread state such as Django's database
-//! connections survive between requests) and detaches whenever it waits. The pool knows nothing
-//! of HTTP: it runs a `Handler`'s jobs.
+//! The pool of OS threads that run Python. Each thread attaches to the interpreter once for its
+//! whole life (so `threading.local` and per-thread state such as Django's database connections
+//! survive between requests) and detaches whenever it waits. The pool knows nothing of HTTP: it
+//! runs a `Handler`'s jobs.
+//!
+//! Scheduling is shaped by the GIL (see `queue`): the thread holding it serves queued jobs back
+//! to back, and one more thread stands by to take over whenever the app releases the GIL (I/O,
+//! `time.sleep`), so slow requests never hold up quick ones and quick ones never pay for a
+//! thread switch each.
 
+mod queue;
 mod thread;
 
 use std::sync::Arc;
@@ -11,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::Python;
 
+use queue::Queue;
+
 /// What the pool threads run.
 pub trait Handler: Send + Sync + 'static {
     type Job: Send + 'static;
@@ -18,28 +26,27 @@ pub trait Handler: Send + Sync + 'static {
     type Done: Send;
     /// Runs one job, attached to Python.
     fn handle(&self, py: Python<'_>, job: Self::Job) -> Self::Done;
-    /// Runs after `handle` with Python detached (access logging).
+    /// Whether `finish` has work to do; when it has, it runs with Python detached.
+    fn needs_finish(&self) -> bool;
+    /// Runs after `handle` (access logging).
     fn finish(&self, done: Self::Done);
 }
 
-/// The pool's queue is this many jobs deep per thread before submitters wait.
-const QUEUE_PER_THREAD: usize = 4;
-
-/// A running pool. Dropping the last `Submitter` lets the threads finish their jobs and exit.
+/// A running pool.
 pub struct Pool<J> {
-    submitter: Submitter<J>,
+    queue: Arc<Queue<J>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 /// The sending side, cloned into every connection.
 pub struct Submitter<J> {
-    tx: flume::Sender<J>,
+    queue: Arc<Queue<J>>,
 }
 
 impl<J> Clone for Submitter<J> {
     fn clone(&self) -> Self {
         Submitter {
-            tx: self.tx.clone(),
+            queue: self.queue.clone(),
         }
     }
 }
@@ -50,33 +57,33 @@ impl<J> Clone for Submitter<J> {
 pub struct Closed;
 
 impl<J: Send + 'static> Submitter<J> {
-    /// Queues a job, waiting (without blocking a runtime thread) while the queue is full.
-    pub async fn submit(&self, job: J) -> Result<(), Closed> {
-        self.tx.send_async(job).await.map_err(|_| Closed)
+    /// Queues a job. Never blocks: each connection has at most one request in flight, so the
+    /// queue is bounded by the number of connections.
+    pub fn submit(&self, job: J) -> Result<(), Closed> {
+        self.queue.push(job).map_err(|_| Closed)
     }
 }
 
 impl<J: Send + 'static> Pool<J> {
     /// Starts `size` threads running `handler`.
     pub fn start<H: Handler<Job = J>>(size: usize, handler: Arc<H>) -> std::io::Result<Pool<J>> {
-        let (tx, rx) = flume::bounded(size.max(1) * QUEUE_PER_THREAD);
+        let queue = Arc::new(Queue::new());
         let threads = (0..size.max(1))
-            .map(|i| thread::spawn(i, rx.clone(), handler.clone()))
+            .map(|i| thread::spawn(i, queue.clone(), handler.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Pool {
-            submitter: Submitter { tx },
-            threads,
-        })
+        Ok(Pool { queue, threads })
     }
 
     pub fn submitter(&self) -> Submitter<J> {
-        self.submitter.clone()
+        Submitter {
+            queue: self.queue.clone(),
+        }
     }
 
-    /// Closes the queue and waits up to `timeout` for the threads to finish what they hold.
+    /// Stops taking jobs and waits up to `timeout` for the threads to finish what they hold.
     /// Returns whether every thread exited.
     pub fn shutdown(self, timeout: Duration) -> bool {
-        drop(self.submitter);
+        self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|t| !t.is_finished()) {
             if Instant::now() >= deadline {

@@ -1,6 +1,6 @@
-//! One pool thread: attach to Python once, then loop: detach to finish the last job and wait
-//! for the next, attach to run it. A panic in a job is caught so the thread, and the pool, keep
-//! serving.
+//! One pool thread: attach to Python once, then serve the queue while holding the GIL and
+//! detach to sleep when it is empty. A panic in a job is caught so the thread, and the pool,
+//! keep serving.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use pyo3::Python;
 
+use super::queue::Queue;
 use super::Handler;
 
 /// Python code can recurse deeply (Django templates); give threads the stack CPython's own
@@ -16,30 +17,28 @@ const STACK_SIZE: usize = 8 * 1024 * 1024;
 
 pub(super) fn spawn<H: Handler>(
     index: usize,
-    rx: flume::Receiver<H::Job>,
+    queue: Arc<Queue<H::Job>>,
     handler: Arc<H>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("ferrocorn-py-{index}"))
         .stack_size(STACK_SIZE)
-        .spawn(move || run(rx, &*handler))
+        .spawn(move || run(&queue, &*handler))
 }
 
-fn run<H: Handler>(rx: flume::Receiver<H::Job>, handler: &H) {
-    Python::attach(|py| {
-        let mut done: Option<H::Done> = None;
-        loop {
-            let next = py.detach(|| {
-                if let Some(done) = done.take() {
-                    handler.finish(done);
-                }
-                rx.recv()
-            });
-            let Ok(job) = next else { return };
+fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H) {
+    queue.join();
+    Python::attach(|py| loop {
+        while let Some(job) = queue.take() {
             match catch_unwind(AssertUnwindSafe(|| handler.handle(py, job))) {
-                Ok(d) => done = Some(d),
+                Ok(done) if handler.needs_finish() => py.detach(|| handler.finish(done)),
+                Ok(_) => {}
                 Err(_) => tracing::error!("a pool thread caught a panic while serving a request"),
             }
+            queue.back_on_standby();
+        }
+        if !py.detach(|| queue.sleep()) {
+            return;
         }
     });
 }

@@ -61,30 +61,9 @@ impl Input {
 }
 
 impl State {
-    /// Makes `chunk` non-empty unless the body is over. Waits with Python detached.
-    fn fill(&mut self, py: Python<'_>, failure: &BodyFailure) -> PyResult<bool> {
-        while self.chunk.is_empty() {
-            if self.eof {
-                return Ok(false);
-            }
-            let reader = &mut self.reader;
-            match py.detach(|| reader.next_chunk()) {
-                Ok(Some(chunk)) => self.chunk = chunk,
-                Ok(None) => self.eof = true,
-                Err(err) => {
-                    self.eof = true;
-                    let msg = err.to_string();
-                    if let Ok(mut slot) = failure.lock() {
-                        slot.get_or_insert(err);
-                    }
-                    return Err(PyOSError::new_err(msg));
-                }
-            }
-        }
-        Ok(true)
-    }
-
     /// Reads up to `limit` bytes (all when `None`), stopping after `\n` when `line` is set.
+    /// What is buffered is served at once; otherwise Python is detached once, however many
+    /// chunks the client takes to send what this call needs.
     fn read(
         &mut self,
         py: Python<'_>,
@@ -93,19 +72,48 @@ impl State {
         line: bool,
     ) -> PyResult<Vec<u8>> {
         let mut out = Vec::new();
-        while limit.is_none_or(|n| out.len() < n) && self.fill(py, failure)? {
-            let want = limit.map_or(self.chunk.len(), |n| (n - out.len()).min(self.chunk.len()));
-            let take = match line {
-                true => memchr(b'\n', &self.chunk[..want]).map_or(want, |i| i + 1),
-                false => want,
-            };
-            out.extend_from_slice(&self.chunk[..take]);
-            self.chunk.advance(take);
-            if line && out.last() == Some(&b'\n') {
-                break;
+        if self.take_into(&mut out, limit, line) || self.eof {
+            return Ok(out);
+        }
+        let waited = py.detach(|| -> Result<(), BodyError> {
+            loop {
+                match self.reader.next_chunk()? {
+                    Some(chunk) => {
+                        self.chunk = chunk;
+                        if self.take_into(&mut out, limit, line) {
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        self.eof = true;
+                        return Ok(());
+                    }
+                }
             }
+        });
+        if let Err(err) = waited {
+            self.eof = true;
+            let msg = err.to_string();
+            if let Ok(mut slot) = failure.lock() {
+                slot.get_or_insert(err);
+            }
+            return Err(PyOSError::new_err(msg));
         }
         Ok(out)
+    }
+
+    /// Moves what this read may take from the current chunk into `out`; true once the read is
+    /// satisfied (the limit reached, or a line ended).
+    fn take_into(&mut self, out: &mut Vec<u8>, limit: Option<usize>, line: bool) -> bool {
+        let room = limit.map_or(usize::MAX, |n| n.saturating_sub(out.len()));
+        let want = room.min(self.chunk.len());
+        let take = match line {
+            true => memchr(b'\n', &self.chunk[..want]).map_or(want, |i| i + 1),
+            false => want,
+        };
+        out.extend_from_slice(&self.chunk[..take]);
+        self.chunk.advance(take);
+        (line && out.last() == Some(&b'\n')) || limit.is_some_and(|n| out.len() >= n)
     }
 }
 

@@ -65,26 +65,15 @@ pub struct Request {
     pub received: Instant,
 }
 
-/// The way back to the connection: the head once, then body chunks.
+/// The way back to the connection: one answer, whose body may stream after it.
 pub struct Reply {
     pub head: oneshot::Sender<Answer>,
-    pub body: mpsc::Sender<BodyChunk>,
 }
 
 impl Reply {
-    /// A reply pair and the receiving ends the connection keeps. `depth` bounds how many chunks
-    /// may wait for the client before the app is made to wait (backpressure).
-    pub fn channel(depth: usize) -> (Reply, oneshot::Receiver<Answer>, mpsc::Receiver<BodyChunk>) {
-        let (head_tx, head_rx) = oneshot::channel();
-        let (body_tx, body_rx) = mpsc::channel(depth);
-        (
-            Reply {
-                head: head_tx,
-                body: body_tx,
-            },
-            head_rx,
-            body_rx,
-        )
+    pub fn channel() -> (Reply, oneshot::Receiver<Answer>) {
+        let (head, rx) = oneshot::channel();
+        (Reply { head }, rx)
     }
 }
 
@@ -112,8 +101,8 @@ pub struct ResponseHead {
 pub enum HeadBody {
     /// The whole body, known now (a list response, an error page); its length is exact.
     Full(Bytes),
-    /// Chunks follow on `Reply::body` until the sender is dropped.
-    Stream,
+    /// Chunks follow on this channel until its sender is dropped.
+    Stream(mpsc::Receiver<BodyChunk>),
 }
 
 /// The first answer to a request: a head, or a failure the connection renders as an error page.

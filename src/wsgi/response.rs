@@ -19,7 +19,7 @@ use super::start_response::{type_name, SendError, StartResponse};
 use super::{ConnInfo, Failure, Request};
 
 /// The size of the blocks a file response is read in.
-const FILE_BLOCK: usize = 256 * 1024;
+const FILE_BLOCK: usize = 64 * 1024;
 
 /// A finished request, for the access log.
 pub struct Served {
@@ -51,7 +51,7 @@ pub fn serve(
     }
     let (input, body_failure) = Input::new(body);
     let is_head = parts.method == http::Method::HEAD;
-    let responder = StartResponse::new(reply.head, reply.body, body_failure, is_head);
+    let responder = StartResponse::new(reply.head, body_failure, is_head);
     let outcome = Bound::new(py, responder).and_then(|responder| {
         let input = Bound::new(py, input)?.into_any();
         match environ::build(py, statics, &parts, raw_target.as_deref(), &conn, input)? {
@@ -208,7 +208,9 @@ fn send_file(
     mut file: super::file_wrapper::OpenFile,
     sr: &StartResponse,
 ) -> Result<(), Stop> {
-    sr.start_file(file.len)?;
+    if !sr.start_file(file.len)? {
+        return Ok(());
+    }
     py.detach(|| -> Result<(), Stop> {
         loop {
             let block = file.next_block(FILE_BLOCK).map_err(PyErr::from)?;

@@ -47,7 +47,7 @@ struct State {
     declared: Option<Declared>,
     /// `Some` until the head (or a failure) is sent.
     head: Option<oneshot::Sender<Answer>>,
-    /// `None` once the response is finished, so a `write` kept by the app cannot reopen it.
+    /// `Some` while a streamed body is open; `None` before, after, and for whole bodies.
     body: Option<mpsc::Sender<BodyChunk>>,
     /// Bytes the app's `Content-Length` still allows.
     remaining: Option<u64>,
@@ -63,17 +63,19 @@ pub struct Sent {
     pub bytes: u64,
 }
 
+/// How many chunks may wait for a slow client before the app is made to wait.
+const BODY_CHANNEL_DEPTH: usize = 16;
+
 impl StartResponse {
     pub fn new(
         head: oneshot::Sender<Answer>,
-        body: mpsc::Sender<BodyChunk>,
         body_failure: BodyFailure,
         head_request: bool,
     ) -> StartResponse {
         let state = State {
             declared: None,
             head: Some(head),
-            body: Some(body),
+            body: None,
             remaining: None,
             status: 0,
             sent: 0,
@@ -101,26 +103,54 @@ impl StartResponse {
         }
     }
 
-    /// Sends the declared head. A body the app could not read answers 400 instead: the client
-    /// must not see a success for a request that was not received whole.
-    fn send_head(
-        &self,
-        st: &mut State,
-        body: impl FnOnce(&mut Declared) -> HeadBody,
-    ) -> Result<(), SendError> {
+    /// A body the app could not read is answered 400 whatever the app says: the client must
+    /// not see a success for a request that was not received whole. A body cut short counts
+    /// too: if the client is still there (it may only have shut its write side), it waits.
+    fn body_failure(&self) -> Option<Failure> {
+        let failure = self.body_failure.lock().ok()?;
+        failure.as_ref().map(|e| Failure::BadBody(e.to_string()))
+    }
+
+    /// Sends the head, deciding how the body follows. `first` is the first body bytes (`end`:
+    /// and the last). The body goes whole with the head when it is all there: the iteration
+    /// ended, or the bytes fill the app's `Content-Length`. Otherwise a channel is opened and
+    /// `first` is its first chunk.
+    fn answer(&self, st: &mut State, mut first: Bytes, end: bool) -> Result<(), SendError> {
         let Some(tx) = st.head.take() else {
             return Ok(());
         };
         if let Some(failure) = self.body_failure() {
-            st.body = None;
             st.status = failure.status();
             let _ = tx.send(Answer::Failed(failure));
             return Err(SendError::ClientGone);
         }
-        let mut d = st.declared.take().ok_or(SendError::NotStarted)?;
-        let body = body(&mut d);
+        let Some(mut d) = st.declared.take() else {
+            st.head = Some(tx);
+            return Err(SendError::NotStarted);
+        };
         st.status = d.status.as_u16();
-        st.remaining = d.content_length;
+        let bodiless = self.head_request || !status_has_body(d.status);
+        // The head of a bodiless response keeps the app's Content-Length; no bytes follow.
+        st.remaining = if bodiless { Some(0) } else { d.content_length };
+        first.truncate(allow(st, first.len()));
+        let body = match d.content_length {
+            _ if bodiless => HeadBody::Full(Bytes::new()),
+            Some(n) if n == first.len() as u64 => HeadBody::Full(first),
+            None if end => {
+                d.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(first.len()));
+                HeadBody::Full(first)
+            }
+            _ => {
+                let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL_DEPTH);
+                if !first.is_empty() {
+                    // A fresh channel has room.
+                    let _ = body_tx.try_send(BodyChunk::Data(first));
+                }
+                st.body = Some(body_tx);
+                HeadBody::Stream(body_rx)
+            }
+        };
         let head = ResponseHead {
             status: d.status,
             reason: d.reason,
@@ -131,13 +161,6 @@ impl StartResponse {
             .map_err(|_| SendError::ClientGone)
     }
 
-    fn body_failure(&self) -> Option<Failure> {
-        // A body cut short is answered like a malformed one: if the client is still there
-        // (it may only have shut its write side), it must not see a success.
-        let failure = self.body_failure.lock().ok()?;
-        failure.as_ref().map(|e| Failure::BadBody(e.to_string()))
-    }
-
     /// Sends body bytes, sending the head first if it is still held back.
     pub fn send_chunk(&self, py: Python<'_>, data: &[u8]) -> Result<(), SendError> {
         let mut st = self.lock();
@@ -145,12 +168,13 @@ impl StartResponse {
             if data.is_empty() {
                 return Ok(());
             }
-            self.send_head(&mut st, |_| HeadBody::Stream)?;
+            return self.answer(&mut st, Bytes::copy_from_slice(data), false);
         }
-        let Some(chunk) = take_allowed(&mut st, data) else {
+        let n = allow(&mut st, data.len());
+        let Some(tx) = st.body.as_ref().filter(|_| n > 0) else {
             return Ok(());
         };
-        let tx = st.body.as_ref().ok_or(SendError::ClientGone)?;
+        let chunk = Bytes::copy_from_slice(&data[..n]);
         match tx.try_send(BodyChunk::Data(chunk)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(_)) => Err(SendError::ClientGone),
@@ -167,9 +191,11 @@ impl StartResponse {
     /// Returns whether the app's `Content-Length` allows more.
     pub fn send_chunk_detached(&self, data: Bytes) -> Result<bool, SendError> {
         let mut st = self.lock();
-        let Some(chunk) = take_allowed(&mut st, &data) else {
+        let mut chunk = data;
+        chunk.truncate(allow(&mut st, chunk.len()));
+        if chunk.is_empty() {
             return Ok(false);
-        };
+        }
         let more = st.remaining != Some(0);
         let tx = st.body.clone().ok_or(SendError::ClientGone)?;
         drop(st);
@@ -179,86 +205,49 @@ impl StartResponse {
     }
 
     /// Ends the response with `body` as everything still to send: a list response, or the end
-    /// of an iteration (`body` empty). When the head is still held back the whole body goes
-    /// with it and gets a `Content-Length`.
+    /// of an iteration (`body` empty).
     pub fn finish(&self, py: Python<'_>, body: Bytes) -> Result<(), SendError> {
-        let mut st = self.lock();
-        if st.head.is_none() {
-            drop(st);
-            self.send_chunk(py, &body)?;
-            self.close_body(py);
-            return Ok(());
-        }
-        let declared_len = st
-            .declared
-            .as_ref()
-            .ok_or(SendError::NotStarted)?
-            .content_length;
-        let bodiless = self.head_request
-            || st
-                .declared
-                .as_ref()
-                .is_some_and(|d| !status_has_body(d.status));
-        match declared_len {
-            // HEAD, 1xx, 204, 304: the declared length describes a body that is not sent.
-            Some(_) if bodiless => {
-                self.send_head(&mut st, |_| HeadBody::Full(Bytes::new()))?;
-                st.body = None;
-                return Ok(());
-            }
-            // The app promised more (or other) than it gave: send what is allowed and let the
-            // connection close when the body falls short.
-            Some(n) if n != body.len() as u64 => {
-                self.send_head(&mut st, |_| HeadBody::Stream)?;
+        {
+            let mut st = self.lock();
+            if st.head.is_some() {
+                self.answer(&mut st, body, true)?;
+                let stream_open = st.body.is_some();
                 drop(st);
-                self.send_chunk(py, &body)?;
-            }
-            _ => {
-                let len = body.len();
-                self.send_head(&mut st, |d| {
-                    if d.content_length.is_none() && status_has_body(d.status) {
-                        d.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                    }
-                    HeadBody::Full(body)
-                })?;
-                st.sent += len as u64;
-                st.body = None;
+                if stream_open {
+                    self.close_body(py);
+                }
                 return Ok(());
             }
         }
+        self.send_chunk(py, &body)?;
         self.close_body(py);
         Ok(())
     }
 
-    /// Declares the response as the head for a file of `len` bytes, unless the app set a length.
-    pub fn start_file(&self, len: u64) -> Result<(), SendError> {
+    /// Sends the head of a file response of `len` bytes; the app's `Content-Length`, if any,
+    /// still wins. Returns whether body bytes are to follow.
+    pub fn start_file(&self, len: u64) -> Result<bool, SendError> {
         let mut st = self.lock();
-        self.send_head(&mut st, |d| {
+        if let Some(d) = st.declared.as_mut() {
             if d.content_length.is_none() && status_has_body(d.status) {
                 d.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
                 d.content_length = Some(len);
             }
-            HeadBody::Stream
-        })
+        }
+        self.answer(&mut st, Bytes::new(), false)?;
+        Ok(st.body.is_some())
     }
 
     /// Ends a streamed response. A body shorter than the app's `Content-Length` is aborted, so
     /// the client sees the connection fail rather than wait for bytes that never come.
     pub fn close_body(&self, py: Python<'_>) {
         let mut st = self.lock();
-        let has_body = StatusCode::from_u16(st.status).is_ok_and(status_has_body);
-        let short = st.head.is_none()
-            && has_body
-            && !self.head_request
-            && st.remaining.is_some_and(|r| r > 0);
-        match st.body.take() {
-            Some(tx) if short => {
+        let short = st.remaining.is_some_and(|r| r > 0);
+        if let Some(tx) = st.body.take() {
+            if short {
                 drop(st);
-                if let Err(TrySendError::Full(chunk)) = tx.try_send(BodyChunk::Abort) {
-                    let _ = py.detach(|| tx.blocking_send(chunk));
-                }
+                abort(py, tx);
             }
-            _ => {}
         }
     }
 
@@ -271,29 +260,28 @@ impl StartResponse {
             let _ = tx.send(Answer::Failed(failure));
         } else if let Some(tx) = st.body.take() {
             drop(st);
-            if let Err(TrySendError::Full(chunk)) = tx.try_send(BodyChunk::Abort) {
-                let _ = py.detach(|| tx.blocking_send(chunk));
-            }
-            return;
+            abort(py, tx);
         }
-        st.body = None;
     }
 }
 
-/// Cuts `data` to what the app's `Content-Length` still allows and counts it as sent.
-fn take_allowed(st: &mut State, data: &[u8]) -> Option<Bytes> {
-    let n = match st.remaining {
-        Some(r) => data.len().min(usize::try_from(r).unwrap_or(usize::MAX)),
-        None => data.len(),
-    };
-    if n == 0 {
-        return None;
+fn abort(py: Python<'_>, tx: mpsc::Sender<BodyChunk>) {
+    if let Err(TrySendError::Full(chunk)) = tx.try_send(BodyChunk::Abort) {
+        let _ = py.detach(|| tx.blocking_send(chunk));
     }
+}
+
+/// How much of a `len`-byte chunk the app's `Content-Length` still allows; counts it as sent.
+fn allow(st: &mut State, len: usize) -> usize {
+    let n = match st.remaining {
+        Some(r) => len.min(usize::try_from(r).unwrap_or(usize::MAX)),
+        None => len,
+    };
     if let Some(r) = st.remaining.as_mut() {
         *r -= n as u64;
     }
     st.sent += n as u64;
-    Some(Bytes::copy_from_slice(&data[..n]))
+    n
 }
 
 fn status_has_body(status: StatusCode) -> bool {

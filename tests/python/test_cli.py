@@ -5,6 +5,8 @@ that is already in use."""
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -280,3 +282,33 @@ def test_explicit_port_is_used(server_factory):
     port = free_port()
     server = server_factory("wsgi_apps", binds=[f"127.0.0.1:{port}"])
     assert server.port == port
+
+
+# -- environment and entry points ---------------------------------------------------
+
+
+@differs_on_gunicorn("prints 'gunicorn (version X)'")
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "ferrocorn", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ferrocorn ")
+
+
+def test_port_env_binds_every_interface_when_no_bind_is_given(server_factory):
+    server = server_factory("wsgi_apps", binds=[], env={"PORT": "0"}, wait=False)
+    m = server.wait_for_log(r"Listening at: http://0\.0\.0\.0:(\d+) ", timeout=30)
+    port = int(m.group(1))
+    assert port != 0
+    assert get(f"http://127.0.0.1:{port}/ok")[0] == 200
+
+
+@differs_on_gunicorn("gunicorn logs one 'Booting worker' line per process")
+def test_web_concurrency_sets_the_pool_size(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "2"], env={"WEB_CONCURRENCY": "3"})
+    server.wait_for_log(r"Booting worker pool with 6 threads \(3 workers x 2 threads\)")
