@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, TryLockError};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -70,8 +70,8 @@ impl State {
         failure: &BodyFailure,
         limit: Option<usize>,
         line: bool,
-    ) -> PyResult<Vec<u8>> {
-        let mut out = Vec::new();
+    ) -> PyResult<Pieces> {
+        let mut out = Pieces::default();
         if self.take_into(&mut out, limit, line) || self.eof {
             return Ok(out);
         }
@@ -102,18 +102,42 @@ impl State {
         Ok(out)
     }
 
-    /// Moves what this read may take from the current chunk into `out`; true once the read is
-    /// satisfied (the limit reached, or a line ended).
-    fn take_into(&mut self, out: &mut Vec<u8>, limit: Option<usize>, line: bool) -> bool {
-        let room = limit.map_or(usize::MAX, |n| n.saturating_sub(out.len()));
+    /// Moves what this read may take from the current chunk into `out` (without copying);
+    /// true once the read is satisfied (the limit reached, or a line ended).
+    fn take_into(&mut self, out: &mut Pieces, limit: Option<usize>, line: bool) -> bool {
+        let room = limit.map_or(usize::MAX, |n| n.saturating_sub(out.len));
         let want = room.min(self.chunk.len());
-        let take = match line {
-            true => memchr(b'\n', &self.chunk[..want]).map_or(want, |i| i + 1),
-            false => want,
-        };
-        out.extend_from_slice(&self.chunk[..take]);
-        self.chunk.advance(take);
-        (line && out.last() == Some(&b'\n')) || limit.is_some_and(|n| out.len() >= n)
+        let newline = line.then(|| memchr(b'\n', &self.chunk[..want])).flatten();
+        let take = newline.map_or(want, |i| i + 1);
+        if take > 0 {
+            out.len += take;
+            out.parts.push(self.chunk.split_to(take));
+        }
+        newline.is_some() || limit.is_some_and(|n| out.len >= n)
+    }
+}
+
+/// The bytes one read gathered, still in the chunks they arrived in: copied once, into the
+/// `bytes` object the app gets.
+#[derive(Default)]
+struct Pieces {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pieces {
+    fn into_pybytes(self, py: Python<'_>) -> PyResult<Bound<'_, PyBytes>> {
+        if let [one] = self.parts.as_slice() {
+            return Ok(PyBytes::new(py, one));
+        }
+        PyBytes::new_with(py, self.len, |buf| {
+            let mut at = 0;
+            for part in &self.parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Ok(())
+        })
     }
 }
 
@@ -130,14 +154,14 @@ fn limit(size: Option<isize>) -> Option<usize> {
 impl Input {
     #[pyo3(signature = (size = None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.with_state(|st| st.read(py, &self.failure, limit(size), false))?;
-        Ok(PyBytes::new(py, &data))
+        self.with_state(|st| st.read(py, &self.failure, limit(size), false))?
+            .into_pybytes(py)
     }
 
     #[pyo3(signature = (size = None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.with_state(|st| st.read(py, &self.failure, limit(size), true))?;
-        Ok(PyBytes::new(py, &data))
+        self.with_state(|st| st.read(py, &self.failure, limit(size), true))?
+            .into_pybytes(py)
     }
 
     #[pyo3(signature = (hint = None))]
@@ -148,10 +172,10 @@ impl Input {
             let mut total = 0;
             loop {
                 let line = st.read(py, &self.failure, None, true)?;
-                if line.is_empty() {
+                if line.len == 0 {
                     break;
                 }
-                total += line.len();
+                total += line.len;
                 lines.push(line);
                 if hint.is_some_and(|h| total >= h) {
                     break;
@@ -159,7 +183,11 @@ impl Input {
             }
             Ok(lines)
         })?;
-        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
+        let lines = lines
+            .into_iter()
+            .map(|l| l.into_pybytes(py))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lines)
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -19,7 +19,7 @@ use super::start_response::{type_name, SendError, StartResponse};
 use super::{ConnInfo, Failure, Request};
 
 /// The size of the blocks a file response is read in.
-const FILE_BLOCK: usize = 64 * 1024;
+const FILE_BLOCK: usize = 256 * 1024;
 
 /// A finished request, for the access log.
 pub struct Served {

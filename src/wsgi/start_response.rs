@@ -63,8 +63,10 @@ pub struct Sent {
     pub bytes: u64,
 }
 
-/// How many chunks may wait for a slow client before the app is made to wait.
+/// How many chunks may wait for a slow client before the app is made to wait. File blocks are
+/// larger than what apps usually yield, so fewer of them wait.
 const BODY_CHANNEL_DEPTH: usize = 16;
+const FILE_CHANNEL_DEPTH: usize = 4;
 
 impl StartResponse {
     pub fn new(
@@ -115,7 +117,13 @@ impl StartResponse {
     /// and the last). The body goes whole with the head when it is all there: the iteration
     /// ended, or the bytes fill the app's `Content-Length`. Otherwise a channel is opened and
     /// `first` is its first chunk.
-    fn answer(&self, st: &mut State, mut first: Bytes, end: bool) -> Result<(), SendError> {
+    fn answer(
+        &self,
+        st: &mut State,
+        mut first: Bytes,
+        end: bool,
+        depth: usize,
+    ) -> Result<(), SendError> {
         let Some(tx) = st.head.take() else {
             return Ok(());
         };
@@ -142,7 +150,7 @@ impl StartResponse {
                 HeadBody::Full(first)
             }
             _ => {
-                let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL_DEPTH);
+                let (body_tx, body_rx) = mpsc::channel(depth);
                 if !first.is_empty() {
                     // A fresh channel has room.
                     let _ = body_tx.try_send(BodyChunk::Data(first));
@@ -168,7 +176,12 @@ impl StartResponse {
             if data.is_empty() {
                 return Ok(());
             }
-            return self.answer(&mut st, Bytes::copy_from_slice(data), false);
+            return self.answer(
+                &mut st,
+                Bytes::copy_from_slice(data),
+                false,
+                BODY_CHANNEL_DEPTH,
+            );
         }
         let n = allow(&mut st, data.len());
         let Some(tx) = st.body.as_ref().filter(|_| n > 0) else {
@@ -210,7 +223,7 @@ impl StartResponse {
         {
             let mut st = self.lock();
             if st.head.is_some() {
-                self.answer(&mut st, body, true)?;
+                self.answer(&mut st, body, true, BODY_CHANNEL_DEPTH)?;
                 let stream_open = st.body.is_some();
                 drop(st);
                 if stream_open {
@@ -234,7 +247,7 @@ impl StartResponse {
                 d.content_length = Some(len);
             }
         }
-        self.answer(&mut st, Bytes::new(), false)?;
+        self.answer(&mut st, Bytes::new(), false, FILE_CHANNEL_DEPTH)?;
         Ok(st.body.is_some())
     }
 
