@@ -25,7 +25,7 @@ pub struct Cli {
           help_heading = "Server socket")]
     pub bind: Vec<BindAddr>,
 
-    /// The maximum number of pending connections the kernel queues. Default is 2048.
+    /// The maximum number of pending connections the kernel queues.
     #[arg(
         long,
         value_name = "INT",
@@ -40,13 +40,12 @@ pub struct Cli {
           help_heading = "Worker processes")]
     pub workers: Option<u32>,
 
-    /// The number of threads per worker for handling requests. Default is 1.
+    /// The number of threads per worker for handling requests.
     #[arg(long, value_name = "INT", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Worker processes")]
     pub threads: u32,
 
     /// Seconds to let in-flight requests finish after SIGTERM before stopping anyway.
-    /// Default is 30.
     #[arg(
         long = "graceful-timeout",
         value_name = "INT",
@@ -56,7 +55,8 @@ pub struct Cli {
     pub graceful_timeout: u64,
 
     /// Seconds to wait for the next request on a keep-alive connection; 0 disables
-    /// keep-alive. Default is 2.
+    /// keep-alive. It also bounds how long a client may take to send a request head (30 s
+    /// when keep-alive is off).
     #[arg(
         long = "keep-alive",
         value_name = "INT",
@@ -73,7 +73,7 @@ pub struct Cli {
     #[arg(long, value_name = "STRING", help_heading = "Server mechanics")]
     pub pythonpath: Option<String>,
 
-    /// The error log level: debug, info, warning, error or critical. Default is info.
+    /// The error log level: debug, info, warning, error or critical.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info",
           value_parser = LogLevel::parse, help_heading = "Logging")]
     pub loglevel: LogLevel,
@@ -82,7 +82,7 @@ pub struct Cli {
     #[arg(long = "access-logfile", value_name = "FILE", help_heading = "Logging")]
     pub accesslog: Option<String>,
 
-    /// The error log file; `-` is stderr. Default is `-`.
+    /// The error log file; `-` is stderr.
     #[arg(
         long = "error-logfile",
         alias = "log-file",
