@@ -23,6 +23,7 @@ path                app
 /write              ``write_app``: uses the write() callable
 /file               ``file_app``: wsgi.file_wrapper, ?size=, ?kind=file|bytesio
 /slow               ``slow``: sleeps ?s= seconds
+/rendezvous         ``rendezvous``: waits until ?n= requests are in the app at once
 /closing            ``closing``: records close() calls (FERROCORN_TEST_CLOSE_LOG)
 /input              ``input_app``: runs wsgi.input methods named by ?ops=
 /status             ``status_app``: any ?code=, body ?body=
@@ -288,6 +289,25 @@ def cookies(environ, start_response):
     return [b"cookies"]
 
 
+_rendezvous_lock = threading.Lock()
+_rendezvous = {}
+
+
+def rendezvous(environ, start_response):
+    """Waits (up to 10 s) until ?n= requests with the same ?id= are inside the app together:
+    200 if they met, 504 if this one waited alone. Only a server that runs blocked requests
+    concurrently lets them meet."""
+    q = _query(environ)
+    n, key = int(q.get("n", "2")), q.get("id", "")
+    with _rendezvous_lock:
+        barrier = _rendezvous.setdefault(key, threading.Barrier(n))
+    try:
+        barrier.wait(timeout=10)
+    except threading.BrokenBarrierError:
+        return _text(start_response, "alone", status="504 Gateway Timeout")
+    return _text(start_response, "met")
+
+
 def slow(environ, start_response):
     """Sleeps ?s= seconds; first writes ``slow request started`` to wsgi.errors."""
     seconds = float(_query(environ).get("s", "1"))
@@ -432,6 +452,7 @@ def factory(arg):
 
 ROUTES = {
     "stream": stream,
+    "rendezvous": rendezvous,
     "gated": gated,
     "release": release,
     "raise-before": raise_before,

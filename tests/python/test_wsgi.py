@@ -440,3 +440,32 @@ def test_unicode_query_string_round_trip(wsgi_server):
     env = echo(wsgi_server, f"/q?{query}")["environ"]
     assert env["QUERY_STRING"] == query
     assert urllib.parse.parse_qs(env["QUERY_STRING"]) == {"name": ["Zoë"], "k": ["a&b"]}
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "workers,threads",
+    [(1, 4), pytest.param(2, 2, marks=differs_on_gunicorn("its workers are processes"))],
+)
+def test_blocked_requests_run_concurrently_up_to_the_pool_size(server_factory, workers, threads):
+    # Each request waits inside the app until all four are there at once: they can only meet if
+    # the pool runs four blocked requests side by side.
+    server = server_factory("wsgi_apps", ["--workers", workers, "--threads", threads])
+    url = f"{server.url}/rendezvous?n=4&id=w{workers}t{threads}"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: requests.get(url, timeout=30), range(4)))
+    assert [(a.status_code, a.text) for a in answers] == [(200, "met")] * 4
+
+
+def test_a_quick_request_is_served_while_the_others_block(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "3"])
+    url = f"{server.url}/rendezvous?n=3&id=quick"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(requests.get, url, timeout=30) for _ in range(2)]
+        # Two threads are blocked in the app; the third serves this one, then joins them.
+        assert requests.get(f"{server.url}/fixed", timeout=10).status_code == 200
+        last = requests.get(url, timeout=30)
+        answers = [w.result() for w in waiting] + [last]
+    assert [(a.status_code, a.text) for a in answers] == [(200, "met")] * 3
