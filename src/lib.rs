@@ -6,9 +6,10 @@
 //! - `config`: the settings table (`cli`), bind syntax, and resolved settings.
 //! - `lifecycle`: startup and shutdown order, signals.
 //! - `server`: listeners, accept loops, connection tasks (no Python).
-//! - `http`: the bridge between hyper and `wsgi`: service, bodies, request errors.
+//! - `http`: the bridge between hyper and `wsgi`: the request-stream guard, service, bodies,
+//!   request errors.
 //! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
-//! - `pool`: the Python thread pool.
+//! - `pool`: the Python thread pool and its GIL-aware queue.
 //! - `logging`: gunicorn-style error and access logs.
 //! - `error`: startup failures and exit statuses.
 
