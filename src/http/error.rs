@@ -61,15 +61,13 @@ impl RequestError {
         let page = format!(
             "<html>\n  <head>\n    <title>{reason}</title>\n  </head>\n  <body>\n    <h1><p>{reason}</p></h1>\n  </body>\n</html>\n"
         );
+        let len = page.len();
         let mut resp = Response::new(ResponseBody::full(Bytes::from(page)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(SERVER, HeaderValue::from_static("ferrocorn"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        if let Some(len) = resp.body().exact_len() {
-            resp.headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from(len));
-        }
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
         if self.closes() {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

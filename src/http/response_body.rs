@@ -28,13 +28,6 @@ impl ResponseBody {
     pub fn full(b: Bytes) -> ResponseBody {
         ResponseBody::Full(Some(b))
     }
-
-    pub fn exact_len(&self) -> Option<usize> {
-        match self {
-            ResponseBody::Full(b) => Some(b.as_ref().map_or(0, Bytes::len)),
-            ResponseBody::Stream(_) | ResponseBody::Aborting => None,
-        }
-    }
 }
 
 impl Body for ResponseBody {

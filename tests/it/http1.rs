@@ -1,5 +1,7 @@
 //! Connection behaviour: keep-alive, pipelining, refusing smuggling attempts before the app.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::{exchange, serve, statuses};
@@ -56,13 +58,20 @@ fn smuggling_attempts_get_400_and_never_reach_the_app() {
 }
 
 #[test]
-fn an_idle_keep_alive_connection_stays_open_for_the_next_request() {
+fn an_idle_keep_alive_connection_serves_the_next_request() {
     let server = serve(COUNTER, 1);
-    let raw = exchange(
-        server.addr,
-        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n",
-        Duration::from_millis(500),
-    );
-    assert_eq!(statuses(&raw), vec![200], "{raw}");
-    assert!(!raw.contains("connection: close"), "{raw}");
+    let mut conn = TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answers = Vec::new();
+    for path in ["/one", "/two"] {
+        // The second request goes out only after the first answer is read, on the same socket.
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(statuses(&answers[0]), vec![200], "{answers:?}");
+    assert!(!answers[0].contains("connection: close"), "{answers:?}");
+    assert!(answers[1].ends_with("/two 2"), "{answers:?}");
 }

@@ -4,6 +4,7 @@
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,8 +37,14 @@ impl Drop for Server {
 /// Serves `app` (the module-level name `app` in `source`) with a pool of `threads`.
 pub(crate) fn serve(source: &str, threads: usize) -> Server {
     let (app, statics) = Python::attach(|py| {
+        // A module name of its own per server: Python would otherwise re-run the code in the
+        // module already registered under that name, and parallel tests would share its state.
+        static SERVED: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("testapp{}", SERVED.fetch_add(1, Ordering::Relaxed));
         let code = CString::new(source).unwrap();
-        let module = PyModule::from_code(py, &code, c"testapp.py", c"testapp").unwrap();
+        let file = CString::new(format!("{name}.py")).unwrap();
+        let name = CString::new(name).unwrap();
+        let module = PyModule::from_code(py, &code, &file, &name).unwrap();
         let app = module.getattr("app").unwrap().unbind();
         (app, Statics::new(py, "", threads > 1).unwrap())
     });
