@@ -30,18 +30,33 @@ pub enum StartupError {
     },
     #[error("Python error during startup: {0}")]
     Python(String),
+    /// `--check-config` / `--print-config`: the app did not load.
+    #[error("Error while loading the application:\n{0}")]
+    Check(AppError),
 }
 
 impl StartupError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartupError::Config(ConfigError::Cli(e)) if !e.use_stderr() => exit::OK,
-            StartupError::Config(_) => exit::USAGE,
+            StartupError::Config(
+                ConfigError::Cli(_)
+                | ConfigError::CmdArgs { .. }
+                | ConfigError::NoApp
+                | ConfigError::WorkerClass(_),
+            ) => exit::USAGE,
+            // gunicorn exits 1 for a config file it cannot read or a value it refuses there.
+            StartupError::Config(
+                ConfigError::FileMissing(_)
+                | ConfigError::FileFailed { .. }
+                | ConfigError::Invalid { .. },
+            ) => exit::ERROR,
             StartupError::App(_) => exit::APP_LOAD_ERROR,
             StartupError::Bind(_)
             | StartupError::LogFile { .. }
             | StartupError::Io { .. }
-            | StartupError::Python(_) => exit::ERROR,
+            | StartupError::Python(_)
+            | StartupError::Check(_) => exit::ERROR,
         }
     }
 }

@@ -31,8 +31,10 @@ use crate::error::{exit, StartupError};
 
 /// Runs the command line `argv` (as `sys.argv`) and returns the process exit status.
 pub fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
-    let argv = std::iter::once("ferrocorn".to_string()).chain(argv.into_iter().skip(1));
-    let result = config::load(argv, &config::Env::from_process())
+    let argv = std::iter::once("ferrocorn".to_string())
+        .chain(argv.into_iter().skip(1))
+        .collect();
+    let result = config::load(py, argv, &config::Env::from_process())
         .map_err(StartupError::from)
         .and_then(|settings| lifecycle::run(py, settings));
     match result {
@@ -58,16 +60,16 @@ fn report(err: &StartupError) {
         }
         StartupError::Config(ConfigError::Cli(e)) => {
             // One line naming the flag and the value; clap's further lines are advice.
-            let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: invalid arguments");
-            eprintln!("ferrocorn: {line}");
+            eprintln!("ferrocorn: error: {}", config::render::clap_line(e));
         }
         StartupError::Config(ConfigError::NoApp) => {
             eprintln!("ferrocorn: error: {err} Usage: ferrocorn [OPTIONS] APP (try --help)");
         }
+        StartupError::Config(ConfigError::FileFailed { .. }) | StartupError::Check(_) => {
+            // Multi-line: the Python traceback follows, as gunicorn prints it.
+            eprintln!("{err}");
+        }
+        StartupError::Config(_) => eprintln!("ferrocorn: error: {err}"),
         other => {
             if tracing::dispatcher::has_been_set() {
                 tracing::error!("{other}");

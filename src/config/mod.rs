@@ -1,19 +1,27 @@
-//! Settings: the raw table (`cli`), bind-address syntax (`bind`), and the resolved settings each
-//! part of the server receives. `load` holds the whole precedence order in one function:
-//! built-in defaults, then environment-derived defaults (`PORT`, `WEB_CONCURRENCY`), then the
-//! command line. Nothing here opens sockets or touches Python.
+//! Settings: the raw table (`cli`), the server hooks (`hooks`), bind-address syntax (`bind`), the
+//! sources settings come from (`sources`, and `python` for the config file), renderings of the
+//! table (`render`: `--print-config`, `docs/settings.md`), and the resolved settings each part of
+//! the server receives. [`load`] holds the whole precedence order in one function. Nothing here
+//! opens sockets; only `python` runs Python.
 
 pub mod bind;
 pub mod cli;
+pub mod hooks;
+pub mod python;
+pub mod render;
+pub mod sources;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use pyo3::Python;
 
 pub use bind::BindAddr;
-pub use cli::Cli;
+pub use cli::{Cli, Support};
+pub use python::HookFn;
+use sources::Layer;
 
 /// The error log threshold, spelled as gunicorn spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,7 +35,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     pub(crate) fn parse(s: &str) -> Result<LogLevel, String> {
-        match s.to_ascii_lowercase().as_str() {
+        match s.trim().to_ascii_lowercase().as_str() {
             "debug" => Ok(LogLevel::Debug),
             "info" => Ok(LogLevel::Info),
             "warning" | "warn" => Ok(LogLevel::Warning),
@@ -45,6 +53,22 @@ pub struct Settings {
     pub server: ServerSettings,
     pub pool: PoolSettings,
     pub log: LogSettings,
+    /// Server hooks from the config file.
+    pub hooks: Vec<HookFn>,
+    /// Serve, or only check the configuration and the app.
+    pub mode: Mode,
+    /// Lines to log once at startup: settings that are set but not acted on.
+    pub notes: Vec<String>,
+}
+
+/// What the command asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Serve,
+    /// `--check-config`: load the app, exit 0 or 1.
+    Check,
+    /// `--print-config`: print this, load the app, exit 0 or 1.
+    Print(String),
 }
 
 /// What to import and where to find it.
@@ -54,7 +78,9 @@ pub struct AppSettings {
     pub spec: String,
     pub chdir: Option<PathBuf>,
     pub pythonpath: Vec<PathBuf>,
-    /// The mount point from the `SCRIPT_NAME` environment variable; empty at the root.
+    /// `-e KEY=VALUE` pairs put in `os.environ` before the app is imported.
+    pub raw_env: Vec<(String, String)>,
+    /// The mount point from `SCRIPT_NAME` (the environment, or `-e`); empty at the root.
     pub script_name: String,
 }
 
@@ -66,6 +92,15 @@ pub struct ServerSettings {
     /// How long an idle keep-alive connection is kept; `None` disables keep-alive.
     pub keepalive: Option<Duration>,
     pub graceful_timeout: Duration,
+    pub limits: RequestLimits,
+}
+
+/// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub request_line: usize,
+    pub fields: usize,
+    pub field_size: usize,
 }
 
 /// The Python thread pool.
@@ -83,169 +118,585 @@ pub struct LogSettings {
     pub level: LogLevel,
     /// `None` = no access log; `Some("-")` = stdout.
     pub accesslog: Option<String>,
+    pub access_log_format: String,
     /// `-` = stderr.
     pub errorlog: String,
+    /// Point the process's stdout and stderr at the error log.
+    pub capture_output: bool,
+    /// Route both logs through Python's `logging`, configured this way.
+    pub python: Option<PythonLogging>,
 }
 
-/// Why no settings came out of `load`.
+/// A Python `logging` configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PythonLogging {
+    /// `--log-config`: `logging.config.fileConfig`.
+    File(PathBuf),
+    /// `--log-config-json`: a JSON file for `dictConfig`.
+    JsonFile(PathBuf),
+    /// `logconfig_dict`, as JSON text.
+    Dict(String),
+}
+
+/// Why no settings came out of `load`. Exit statuses are assigned in `crate::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Bad flags, or `--help` / `--version` (clap renders those as "errors" to print).
     #[error(transparent)]
     Cli(#[from] clap::Error),
+    /// Bad flags in `GUNICORN_CMD_ARGS` or `FERROCORN_CMD_ARGS`.
+    #[error("in {var}: {message}")]
+    CmdArgs { var: &'static str, message: String },
     #[error("No application module specified.")]
     NoApp,
+    #[error("config file '{0}' doesn't exist")]
+    FileMissing(String),
+    #[error("Failed to read config file: {path}\n{traceback}")]
+    FileFailed { path: String, traceback: String },
+    #[error("Invalid value for {name}: {value} ({reason})")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "worker class '{0}' is not supported: ferrocorn runs WSGI apps on its own pool of \
+         threads (use -k sync or -k gthread, and --threads N for concurrency)"
+    )]
+    WorkerClass(String),
 }
 
-/// The environment variables that shape defaults, read once so tests can pass their own.
+/// The environment variables that shape settings, read once so tests can pass their own.
 #[derive(Debug, Default, Clone)]
 pub struct Env {
     pub port: Option<String>,
     pub web_concurrency: Option<String>,
+    pub forwarded_allow_ips: Option<String>,
+    pub gunicorn_cmd_args: Option<String>,
+    pub ferrocorn_cmd_args: Option<String>,
     pub script_name: Option<String>,
+    /// The directory the default config files are looked for in.
+    pub cwd: PathBuf,
 }
 
 impl Env {
     pub fn from_process() -> Env {
+        let var = |k| std::env::var(k).ok();
         Env {
-            port: std::env::var("PORT").ok(),
-            web_concurrency: std::env::var("WEB_CONCURRENCY").ok(),
-            script_name: std::env::var("SCRIPT_NAME").ok(),
+            port: var("PORT"),
+            web_concurrency: var("WEB_CONCURRENCY"),
+            forwarded_allow_ips: var("FORWARDED_ALLOW_IPS"),
+            gunicorn_cmd_args: var("GUNICORN_CMD_ARGS"),
+            ferrocorn_cmd_args: var("FERROCORN_CMD_ARGS"),
+            script_name: var("SCRIPT_NAME"),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
     }
 }
 
-/// Parses `argv` and resolves every setting. The precedence order lives here and only here.
-pub fn load<I, T>(argv: I, env: &Env) -> Result<Settings, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let cli = Cli::try_parse_from(argv)?;
-    let app = cli.app.ok_or(ConfigError::NoApp)?;
+/// Reads every source and resolves every setting. The precedence order, lowest first, lives
+/// here and only here: built-in defaults (the table) → environment-derived defaults → the
+/// config file → `GUNICORN_CMD_ARGS` → `FERROCORN_CMD_ARGS` → the command line.
+pub fn load(py: Python<'_>, argv: Vec<String>, env: &Env) -> Result<Settings, ConfigError> {
+    let cmd = Cli::command();
+    let command_line = Layer::from_args(&cmd, &argv)?;
+    let gunicorn_args = cmd_args(&cmd, "GUNICORN_CMD_ARGS", env.gunicorn_cmd_args.as_deref())?;
+    let ferrocorn_args = cmd_args(
+        &cmd,
+        "FERROCORN_CMD_ARGS",
+        env.ferrocorn_cmd_args.as_deref(),
+    )?;
+    let env_defaults = env_defaults(&cmd, env);
 
-    let binds = if !cli.bind.is_empty() {
-        cli.bind
-    } else if let Some(port) = env
-        .port
-        .as_deref()
-        .and_then(|p| p.trim().parse::<u16>().ok())
-    {
-        vec![BindAddr::Tcp {
-            host: "0.0.0.0".into(),
-            port,
-        }]
-    } else {
-        vec![BindAddr::Tcp {
-            host: "127.0.0.1".into(),
-            port: bind::DEFAULT_PORT,
-        }]
+    let location = Layer::stack([&gunicorn_args, &ferrocorn_args, &command_line])
+        .get("config")
+        .and_then(|v| v.last().cloned())
+        .or_else(|| default_config_file(&env.cwd));
+    let mut file = match &location {
+        Some(location) => python::read(py, location, &cmd)?,
+        None => python::ConfigFile::default(),
     };
-    let workers = cli
-        .workers
-        .or_else(|| {
-            env.web_concurrency
-                .as_deref()?
-                .trim()
-                .parse()
-                .ok()
-                .filter(|w| *w > 0)
-        })
-        .unwrap_or(1);
+    if let Some(location) = location {
+        // So `--print-config` names the file that was read, found by default or not.
+        file.layer.set("config", vec![location]);
+    }
+
+    let merged = Layer::stack([
+        &env_defaults,
+        &file.layer,
+        &gunicorn_args,
+        &ferrocorn_args,
+        &command_line,
+    ]);
+    let matches = cmd.clone().try_get_matches_from(merged.to_args(&cmd))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let print = cli
+        .print_config
+        .then(|| render::print_config(&cmd, &merged, &file.hooks));
+    let explicit: BTreeSet<&str> = merged.0.keys().map(String::as_str).collect();
+    resolve(cli, &explicit, file.hooks, env, print)
+}
+
+/// One `*_CMD_ARGS` variable as a layer.
+fn cmd_args(
+    cmd: &clap::Command,
+    var: &'static str,
+    value: Option<&str>,
+) -> Result<Layer, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Layer::default());
+    };
+    let words = sources::shell_split(var, value)
+        .map_err(|message| ConfigError::CmdArgs { var, message })?;
+    Layer::from_args(
+        cmd,
+        std::iter::once(cmd.get_name().to_string()).chain(words),
+    )
+    .map_err(|err| ConfigError::CmdArgs {
+        var,
+        message: render::clap_line(&err),
+    })
+}
+
+/// `PORT` → bind `0.0.0.0:$PORT`, `WEB_CONCURRENCY` → workers, `FORWARDED_ALLOW_IPS`, as
+/// gunicorn derives them; a value the setting's validator refuses is ignored, as a default.
+fn env_defaults(cmd: &clap::Command, env: &Env) -> Layer {
+    let mut layer = Layer::default();
+    let mut put = |id: &str, value: Option<String>| {
+        let Some(value) = value else { return };
+        if let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == id) {
+            if sources::check_value(cmd, arg, &value).is_ok() {
+                layer.set(id, vec![value]);
+            }
+        }
+    };
+    put(
+        "bind",
+        env.port
+            .as_deref()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .map(|p| format!("0.0.0.0:{p}")),
+    );
+    put("workers", env.web_concurrency.clone());
+    put("forwarded_allow_ips", env.forwarded_allow_ips.clone());
+    layer
+}
+
+fn default_config_file(cwd: &Path) -> Option<String> {
+    ["ferrocorn.conf.py", "gunicorn.conf.py"]
+        .iter()
+        .map(|name| cwd.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+/// Raw settings → what each part of the server receives. Every field of the table is consumed
+/// here (the destructuring has no `..`), so a new setting cannot be forgotten.
+fn resolve(
+    cli: Cli,
+    explicit: &BTreeSet<&str>,
+    hooks: Vec<HookFn>,
+    env: &Env,
+    print: Option<String>,
+) -> Result<Settings, ConfigError> {
+    let Cli {
+        wsgi_app,
+        config: _,
+        bind,
+        backlog,
+        workers,
+        worker_class,
+        threads,
+        worker_connections: _,
+        max_requests: _,
+        max_requests_jitter: _,
+        timeout: _,
+        graceful_timeout,
+        keepalive,
+        limit_request_line,
+        limit_request_fields,
+        limit_request_field_size,
+        reload: _,
+        reload_engine: _,
+        reload_extra_files: _,
+        spew: _,
+        check_config,
+        print_config: _,
+        preload_app: _,
+        sendfile: _,
+        reuse_port: _,
+        chdir,
+        daemon: _,
+        raw_env,
+        pidfile: _,
+        worker_tmp_dir: _,
+        user: _,
+        group: _,
+        umask: _,
+        initgroups: _,
+        tmp_upload_dir: _,
+        secure_scheme_headers: _,
+        forwarded_allow_ips: _,
+        forwarder_headers: _,
+        header_map: _,
+        pythonpath,
+        proxy_protocol: _,
+        proxy_allow_ips: _,
+        strip_header_spaces: _,
+        permit_unconventional_http_method: _,
+        permit_unconventional_http_version: _,
+        casefold_http_method: _,
+        permit_obsolete_folding: _,
+        accesslog,
+        disable_redirect_access_to_syslog: _,
+        access_log_format,
+        errorlog,
+        loglevel,
+        capture_output,
+        logger_class: _,
+        logconfig,
+        logconfig_dict,
+        logconfig_json,
+        syslog_addr: _,
+        syslog: _,
+        syslog_prefix: _,
+        syslog_facility: _,
+        enable_stdio_inheritance: _,
+        statsd_host: _,
+        dogstatsd_tags: _,
+        statsd_prefix: _,
+        enable_backlog_metric: _,
+        proc_name: _,
+        keyfile: _,
+        certfile: _,
+        ssl_version: _,
+        cert_reqs: _,
+        ca_certs: _,
+        suppress_ragged_eofs: _,
+        do_handshake_on_connect: _,
+        ciphers: _,
+        http_protocols: _,
+        http2_max_concurrent_streams: _,
+        http2_initial_window_size: _,
+        http2_max_frame_size: _,
+        http2_max_header_list_size: _,
+    } = cli;
+
+    check_worker_class(&worker_class)?;
+    let mode = match (print, check_config) {
+        (Some(text), _) => Mode::Print(text),
+        (None, true) => Mode::Check,
+        (None, false) => Mode::Serve,
+    };
+    let spec = wsgi_app.ok_or(ConfigError::NoApp)?;
+
+    let raw_env: Vec<(String, String)> = raw_env
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect();
+    // gunicorn reads SCRIPT_NAME from the process environment, which `-e` may have set.
+    let script_name = raw_env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SCRIPT_NAME")
+        .map(|(_, v)| v.clone())
+        .or_else(|| env.script_name.clone())
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+
+    let python = match (logconfig, logconfig_json, logconfig_dict) {
+        (Some(file), _, _) => Some(PythonLogging::File(file)),
+        (None, Some(json), _) => Some(PythonLogging::JsonFile(json)),
+        (None, None, Some(dict)) => Some(PythonLogging::Dict(dict)),
+        (None, None, None) => None,
+    };
 
     Ok(Settings {
         app: AppSettings {
-            spec: app,
-            chdir: cli.chdir,
-            pythonpath: cli
-                .pythonpath
+            spec,
+            chdir,
+            pythonpath: pythonpath
                 .iter()
                 .flat_map(|p| p.split(','))
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
                 .collect(),
-            script_name: env
-                .script_name
-                .clone()
-                .unwrap_or_default()
-                .trim_end_matches('/')
-                .into(),
+            raw_env,
+            script_name,
         },
         server: ServerSettings {
-            binds,
-            backlog: cli.backlog,
-            keepalive: (cli.keepalive > 0).then(|| Duration::from_secs(cli.keepalive)),
-            graceful_timeout: Duration::from_secs(cli.graceful_timeout),
+            binds: bind,
+            backlog,
+            keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+            graceful_timeout: Duration::from_secs(graceful_timeout),
+            limits: RequestLimits::gunicorn(
+                limit_request_line,
+                limit_request_fields,
+                limit_request_field_size,
+            ),
         },
         pool: PoolSettings {
-            size: (workers as usize).saturating_mul(cli.threads as usize),
+            size: (workers as usize).saturating_mul(threads as usize),
             workers,
-            threads: cli.threads,
+            threads,
         },
         log: LogSettings {
-            level: cli.loglevel,
-            accesslog: cli.accesslog,
-            errorlog: cli.errorlog,
+            level: loglevel,
+            accesslog,
+            access_log_format,
+            errorlog,
+            capture_output,
+            python,
         },
+        notes: notes(explicit, &hooks),
+        hooks,
+        mode,
     })
+}
+
+/// `sync` and `gthread` (under any of gunicorn's spellings) are what ferrocorn does.
+fn check_worker_class(class: &str) -> Result<(), ConfigError> {
+    let short = class
+        .trim()
+        .trim_start_matches("egg:gunicorn#")
+        .to_ascii_lowercase();
+    match short.as_str() {
+        "sync"
+        | "gthread"
+        | "gunicorn.workers.sync.syncworker"
+        | "gunicorn.workers.gthread.threadworker" => Ok(()),
+        _ => Err(ConfigError::WorkerClass(class.to_string())),
+    }
+}
+
+/// One startup line per setting that is set but not acted on, and per hook not yet called.
+fn notes(explicit: &BTreeSet<&str>, hooks: &[HookFn]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for id in explicit {
+        match cli::support(id) {
+            Support::Supported => {}
+            Support::NotYet => {
+                notes.push(format!("setting {id} is accepted but not yet supported"))
+            }
+            Support::NoEffect(why) => {
+                notes.push(format!("setting {id} has no effect in ferrocorn: {why}"))
+            }
+        }
+    }
+    for h in hooks {
+        notes.push(format!("hook {} is loaded but not yet called", h.hook.name));
+    }
+    notes
+}
+
+impl RequestLimits {
+    /// gunicorn's mapping: a request line of 0 or past 8190 means 8190; 0 fields or past 32768
+    /// means 32768; a field size of 0 means no limit (here: the 1 MiB head buffer).
+    pub fn gunicorn(line: usize, fields: usize, field_size: usize) -> RequestLimits {
+        const MAX_LINE: usize = 8190;
+        const MAX_FIELDS: usize = 32768;
+        const UNLIMITED_FIELD: usize = 1 << 20;
+        RequestLimits {
+            request_line: if line == 0 || line > MAX_LINE {
+                MAX_LINE
+            } else {
+                line
+            },
+            fields: if fields == 0 || fields > MAX_FIELDS {
+                MAX_FIELDS
+            } else {
+                fields
+            },
+            field_size: if field_size == 0 {
+                UNLIMITED_FIELD
+            } else {
+                field_size
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn load_with(argv: &[&str], env: &Env) -> Result<Settings, ConfigError> {
+        let argv = std::iter::once("ferrocorn")
+            .chain(argv.iter().copied())
+            .map(String::from)
+            .collect();
+        Python::attach(|py| load(py, argv, env))
+    }
+
+    fn env() -> Env {
+        Env {
+            cwd: PathBuf::from("/nonexistent"),
+            ..Env::default()
+        }
+    }
+
     #[test]
-    fn defaults_then_env_then_cli() {
-        let s = load(["f", "app:x"], &Env::default()).unwrap();
+    fn defaults_then_env_then_cmd_args_then_cli() {
+        let s = load_with(&["app:x"], &env()).unwrap();
         assert_eq!(
             s.server.binds,
             vec![BindAddr::parse("127.0.0.1:8000").unwrap()]
         );
         assert_eq!(s.pool.size, 1);
+        assert_eq!(s.mode, Mode::Serve);
+        assert!(s.notes.is_empty(), "{:?}", s.notes);
 
         let env = Env {
             port: Some("5000".into()),
             web_concurrency: Some("3".into()),
-            ..Env::default()
+            ..env()
         };
-        let s = load(["f", "--threads", "2", "app:x"], &env).unwrap();
+        let s = load_with(&["--threads", "2", "app:x"], &env).unwrap();
         assert_eq!(
             s.server.binds,
             vec![BindAddr::parse("0.0.0.0:5000").unwrap()]
         );
         assert_eq!(s.pool.size, 6);
 
-        let s = load(["f", "-w", "4", "-b", ":1", "app:x"], &env).unwrap();
+        let env = Env {
+            gunicorn_cmd_args: Some("-w 5 --threads 2 -b :7".into()),
+            ferrocorn_cmd_args: Some("--threads 3".into()),
+            ..env
+        };
+        let s = load_with(&["app:x"], &env).unwrap();
+        assert_eq!((s.pool.workers, s.pool.threads), (5, 3));
+        assert_eq!(s.server.binds, vec![BindAddr::parse(":7").unwrap()]);
+
+        let s = load_with(&["-w", "4", "-b", ":1", "app:x"], &env).unwrap();
         assert_eq!(s.server.binds, vec![BindAddr::parse("0.0.0.0:1").unwrap()]);
-        assert_eq!(s.pool.size, 4);
+        assert_eq!(s.pool.size, 12);
     }
 
     #[test]
-    fn script_name_and_pythonpath() {
+    fn bad_web_concurrency_is_ignored() {
+        let env = Env {
+            web_concurrency: Some("lots".into()),
+            ..env()
+        };
+        assert_eq!(load_with(&["m"], &env).unwrap().pool.workers, 1);
+    }
+
+    #[test]
+    fn bad_cmd_args_name_the_variable() {
+        let env = Env {
+            gunicorn_cmd_args: Some("--workers=x".into()),
+            ..env()
+        };
+        let err = load_with(&["m"], &env).unwrap_err();
+        assert!(
+            err.to_string().starts_with("in GUNICORN_CMD_ARGS: "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--workers"), "{err}");
+    }
+
+    #[test]
+    fn script_name_raw_env_and_pythonpath() {
         let env = Env {
             script_name: Some("/mount/".into()),
-            ..Env::default()
+            ..env()
         };
-        let s = load(["f", "--pythonpath", "a, b,", "m"], &env).unwrap();
+        let s = load_with(&["--pythonpath", "a, b,", "-e", "K=v=w", "m"], &env).unwrap();
         assert_eq!(s.app.script_name, "/mount");
         assert_eq!(
             s.app.pythonpath,
             vec![PathBuf::from("a"), PathBuf::from("b")]
         );
+        assert_eq!(s.app.raw_env, [("K".to_string(), "v=w".to_string())]);
+        let s = load_with(&["-e", "SCRIPT_NAME=/other", "m"], &env).unwrap();
+        assert_eq!(s.app.script_name, "/other");
     }
 
     #[test]
     fn keepalive_zero_disables() {
-        let s = load(["f", "--keep-alive", "0", "m"], &Env::default()).unwrap();
+        let s = load_with(&["--keep-alive", "0", "m"], &env()).unwrap();
         assert!(s.server.keepalive.is_none());
     }
 
     #[test]
     fn missing_app_is_an_error() {
+        assert!(matches!(load_with(&[], &env()), Err(ConfigError::NoApp)));
+    }
+
+    #[test]
+    fn worker_classes() {
+        for ok in [
+            "sync",
+            "gthread",
+            "egg:gunicorn#gthread",
+            "gunicorn.workers.sync.SyncWorker",
+        ] {
+            assert!(load_with(&["-k", ok, "m"], &env()).is_ok(), "{ok}");
+        }
+        for bad in ["gevent", "eventlet", "tornado", "myapp.Worker"] {
+            assert!(matches!(
+                load_with(&["-k", bad, "m"], &env()),
+                Err(ConfigError::WorkerClass(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn unsupported_settings_are_noted_when_set() {
+        let s = load_with(
+            &["--timeout", "60", "--worker-tmp-dir", "/dev/shm", "m"],
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.notes,
+            [
+                "setting timeout is accepted but not yet supported",
+                "setting worker_tmp_dir has no effect in ferrocorn: ferrocorn has no worker \
+                 heartbeat files",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_map_like_gunicorn() {
+        assert_eq!(
+            RequestLimits::gunicorn(0, 0, 0),
+            RequestLimits {
+                request_line: 8190,
+                fields: 32768,
+                field_size: 1 << 20
+            }
+        );
+        assert_eq!(
+            RequestLimits::gunicorn(100, 10, 200),
+            RequestLimits {
+                request_line: 100,
+                fields: 10,
+                field_size: 200
+            }
+        );
+        assert_eq!(RequestLimits::gunicorn(9000, 40000, 1).request_line, 8190);
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(
+            load_with(&["--check-config", "m"], &env()).unwrap().mode,
+            Mode::Check
+        );
         assert!(matches!(
-            load(["f"], &Env::default()),
-            Err(ConfigError::NoApp)
+            load_with(&["--print-config", "m"], &env()).unwrap().mode,
+            Mode::Print(_)
         ));
+    }
+
+    #[test]
+    fn python_logging_choice() {
+        let s = load_with(&["--log-config", "l.ini", "m"], &env()).unwrap();
+        assert_eq!(s.log.python, Some(PythonLogging::File("l.ini".into())));
     }
 }

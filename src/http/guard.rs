@@ -36,6 +36,9 @@ pub enum Reject {
     Method(&'static str),
 }
 
+/// The most bytes of one request head buffered, whatever the limits say.
+const MAX_HEAD: usize = 4 << 20;
+
 /// gunicorn's request limits. Defaults are gunicorn's.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -174,9 +177,15 @@ impl Guard {
                     };
                     self.pending.extend_from_slice(&input[..used]);
                     input = &input[used..];
-                    let max_head = self.limits.request_line
-                        + 2
-                        + self.limits.fields.saturating_add(1) * self.limits.field_size;
+                    // Bounded even when the limits are raised, so no client makes us buffer
+                    // without end.
+                    let max_head = self
+                        .limits
+                        .fields
+                        .saturating_add(1)
+                        .saturating_mul(self.limits.field_size)
+                        .saturating_add(self.limits.request_line + 2)
+                        .min(MAX_HEAD);
                     if !end {
                         if self.pending.len() > max_head {
                             return self.refuse(

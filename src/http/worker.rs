@@ -1,16 +1,25 @@
-//! The pool handler: runs the WSGI driver for each request (attached) and writes the access-log
-//! line afterwards (detached).
+//! The pool handler: runs the WSGI driver for each request (attached), takes from the environ
+//! what the access-log format names while still attached, and writes the line afterwards
+//! (detached).
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::logging::access::{AccessLog, AccessRecord};
 use crate::pool::Handler;
-use crate::wsgi::{self, Served, Statics};
+use crate::wsgi::{self, Keep, Served, Statics};
 
 pub struct WsgiWorker {
     app: Py<PyAny>,
     statics: Statics,
     access: Option<AccessLog>,
+}
+
+/// A served request with the environ values its access-log line needs.
+pub struct Logged {
+    served: Served,
+    path_info: Option<String>,
+    environ: Vec<Option<String>>,
 }
 
 impl WsgiWorker {
@@ -21,35 +30,79 @@ impl WsgiWorker {
             access,
         }
     }
+
+    /// What `Statics` must keep past the response for `access`.
+    pub fn keep_for(access: Option<&AccessLog>) -> Keep {
+        let Some(needs) = access.map(AccessLog::needs) else {
+            return Keep::default();
+        };
+        Keep {
+            response_headers: needs.response_headers,
+            environ: needs.path_info || !needs.environ.is_empty(),
+        }
+    }
 }
 
 impl Handler for WsgiWorker {
     type Job = wsgi::Request;
-    type Done = Option<Served>;
+    type Done = Option<Logged>;
 
-    fn handle(&self, py: Python<'_>, job: wsgi::Request) -> Option<Served> {
+    fn handle(&self, py: Python<'_>, job: wsgi::Request) -> Option<Logged> {
         let served = wsgi::serve(py, self.app.bind(py), &self.statics, job);
-        self.access.as_ref().and(served)
+        let (log, mut served) = (self.access.as_ref()?, served?);
+        let needs = log.needs();
+        let (mut path_info, mut environ) = (None, vec![None; needs.environ.len()]);
+        if let Some(env) = served.environ.take() {
+            let env = env.bind(py);
+            if needs.path_info {
+                path_info = text(env, "PATH_INFO");
+            }
+            if !needs.environ.is_empty() {
+                // gunicorn matches `{key}e` atoms against lower-cased environ keys.
+                for (k, v) in env.iter() {
+                    let Ok(k) = k.extract::<String>() else {
+                        continue;
+                    };
+                    let k = k.to_ascii_lowercase();
+                    if let Some(i) = needs.environ.iter().position(|n| *n == k) {
+                        environ[i] = v.str().ok().map(|s| s.to_string());
+                    }
+                }
+            }
+        }
+        Some(Logged {
+            served,
+            path_info,
+            environ,
+        })
     }
 
     fn needs_finish(&self) -> bool {
         self.access.is_some()
     }
 
-    fn finish(&self, served: Option<Served>) {
-        let (Some(log), Some(s)) = (&self.access, served) else {
+    fn finish(&self, logged: Option<Logged>) {
+        let (Some(log), Some(l)) = (&self.access, logged) else {
             return;
         };
+        let s = &l.served;
         log.log(&AccessRecord {
             remote: &s.conn.remote_addr,
             method: &s.parts.method,
             uri: &s.parts.uri,
+            raw_target: s.raw_target.as_deref(),
+            path_info: l.path_info.as_deref(),
             version: s.parts.version,
             request_headers: &s.parts.headers,
-            response_headers: None,
+            response_headers: s.response_headers.as_ref(),
+            environ: &l.environ,
             status: s.status,
             bytes: s.bytes,
             elapsed: s.received.elapsed(),
         });
     }
+}
+
+fn text(env: &Bound<'_, PyDict>, key: &str) -> Option<String> {
+    env.get_item(key).ok().flatten()?.extract().ok()
 }

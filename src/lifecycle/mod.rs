@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::config::Settings;
+use crate::config::{LogSettings, Mode, Settings};
 use crate::error::StartupError;
+use crate::http::guard::Limits;
 use crate::http::{Shared, WsgiWorker};
-use crate::logging::{self, access, AccessLog, Sink};
+use crate::logging::python::PyLogger;
+use crate::logging::{self, AccessLog, Sink};
 use crate::pool::Pool;
 use crate::server::{self, ConnOptions};
 use crate::wsgi::{self, Statics};
@@ -25,27 +27,24 @@ const QUICK_STOP_WAIT: Duration = Duration::from_millis(200);
 /// Runs the server to completion. `Ok(true)` when everything stopped cleanly; `Ok(false)` when
 /// pool threads were still busy in the app at exit (the caller must then not finalize Python).
 pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
-    logging::init(&settings.log).map_err(|err| StartupError::LogFile {
-        path: settings.log.errorlog.clone(),
-        err,
-    })?;
+    if settings.mode != Mode::Serve {
+        return check(py, &settings).map(|()| true);
+    }
+    let access = start_logs(py, &settings.log)?;
     tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
+    for note in &settings.notes {
+        tracing::warn!("{note}");
+    }
 
-    let access = match &settings.log.accesslog {
-        Some(spec) => Some(AccessLog::new(
-            access::DEFAULT_FORMAT,
-            Sink::open(spec, Sink::Stdout).map_err(|err| StartupError::LogFile {
-                path: spec.clone(),
-                err,
-            })?,
-        )),
-        None => None,
-    };
-
-    wsgi::app::prepare_path(py, settings.app.chdir.as_deref(), &settings.app.pythonpath)?;
+    wsgi::app::prepare(py, &settings.app)?;
     let app = wsgi::app::load(py, &settings.app.spec)?;
-    let statics = Statics::new(py, &settings.app.script_name, settings.pool.size > 1)
-        .map_err(|e| StartupError::Python(e.to_string()))?;
+    let statics = Statics::new(
+        py,
+        &settings.app.script_name,
+        settings.pool.size > 1,
+        WsgiWorker::keep_for(access.as_ref()),
+    )
+    .map_err(|e| StartupError::Python(e.to_string()))?;
     restore_default_sigint(py);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -88,6 +87,11 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
     let opts = ConnOptions {
         keepalive: settings.server.keepalive,
         graceful_timeout: settings.server.graceful_timeout,
+        limits: Limits {
+            request_line: settings.server.limits.request_line,
+            fields: settings.server.limits.fields,
+            field_size: settings.server.limits.field_size,
+        },
     };
     let graceful_timeout = settings.server.graceful_timeout;
     let clean = py.detach(move || -> Result<bool, StartupError> {
@@ -111,6 +115,57 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
     })?;
     tracing::info!("Shutting down: Master");
     Ok(clean)
+}
+
+/// Sets up the error log and returns the access log, if any. With a Python logging
+/// configuration both go through Python's `logging`, and the access log is always on (as in
+/// gunicorn).
+fn start_logs(py: Python<'_>, log: &LogSettings) -> Result<Option<AccessLog>, StartupError> {
+    let offset = py.import("time").and_then(|t| {
+        t.call_method0("localtime")?
+            .getattr("tm_gmtoff")?
+            .extract::<i32>()
+    });
+    logging::set_local_offset(offset.unwrap_or(0));
+    let python = |err: PyErr| StartupError::Python(format!("cannot configure logging: {err}"));
+    let (error_logger, access_sink) = match &log.python {
+        Some(how) => {
+            logging::python::configure(py, how).map_err(python)?;
+            let error = PyLogger::get(py, "gunicorn.error").map_err(python)?;
+            let access = PyLogger::get(py, "gunicorn.access").map_err(python)?;
+            (Some(error), Some(Sink::Python(access)))
+        }
+        None => {
+            let access =
+                match &log.accesslog {
+                    Some(spec) => Some(Sink::open(spec, Sink::Stdout).map_err(|err| {
+                        StartupError::LogFile {
+                            path: spec.clone(),
+                            err,
+                        }
+                    })?),
+                    None => None,
+                };
+            (None, access)
+        }
+    };
+    logging::init(log, error_logger).map_err(|err| StartupError::LogFile {
+        path: log.errorlog.clone(),
+        err,
+    })?;
+    Ok(access_sink.map(|sink| AccessLog::new(&log.access_log_format, sink)))
+}
+
+/// `--check-config` and `--print-config`: print what was asked, then import the app as serving
+/// would, and stop.
+fn check(py: Python<'_>, settings: &Settings) -> Result<(), StartupError> {
+    if let Mode::Print(text) = &settings.mode {
+        print!("{text}");
+    }
+    wsgi::app::prepare(py, &settings.app)
+        .and_then(|()| wsgi::app::load(py, &settings.app.spec))
+        .map(drop)
+        .map_err(StartupError::Check)
 }
 
 /// Python's SIGINT handler would raise `KeyboardInterrupt` on the main thread once `run`

@@ -11,20 +11,35 @@ use http::{HeaderMap, Method, Uri, Version};
 use super::{Civil, Sink};
 
 /// gunicorn's default `access_log_format`.
-pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+pub const DEFAULT_FORMAT: &str = crate::config::cli::DEFAULT_ACCESS_LOG_FORMAT;
 
 /// What one finished request contributes to its access-log line.
 pub struct AccessRecord<'a> {
     pub remote: &'a str,
     pub method: &'a Method,
     pub uri: &'a Uri,
+    /// The target as sent (`RAW_URI`), when it differs from `uri`.
+    pub raw_target: Option<&'a str>,
+    /// `PATH_INFO`; only needed when the format names `%(U)s` (see [`Needs`]).
+    pub path_info: Option<&'a str>,
     pub version: Version,
     pub request_headers: &'a HeaderMap,
-    /// Only filled when the format names a `%({x}o)s` atom.
+    /// Only needed when the format names a `%({x}o)s` atom.
     pub response_headers: Option<&'a HeaderMap>,
+    /// The values of the format's `%({key}e)s` atoms, in [`Needs::environ`] order.
+    pub environ: &'a [Option<String>],
     pub status: u16,
     pub bytes: u64,
     pub elapsed: Duration,
+}
+
+/// What a format needs beyond what every request has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    pub response_headers: bool,
+    pub path_info: bool,
+    /// Environ keys named by `%({key}e)s` atoms (matched case-insensitively, as gunicorn does).
+    pub environ: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +47,7 @@ enum Segment {
     Literal(String),
     RemoteAddr,
     Dash,
+    User,
     Time,
     RequestLine,
     Status,
@@ -50,12 +66,15 @@ enum Segment {
     Pid,
     RequestHeader(http::HeaderName),
     ResponseHeader(http::HeaderName),
+    /// An index into `Needs::environ`.
+    Environ(usize),
 }
 
 /// A compiled access-log format plus where its lines go.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     segments: Vec<Segment>,
+    needs: Needs,
     sink: Sink,
     pid: String,
 }
@@ -63,18 +82,25 @@ pub struct AccessLog {
 impl AccessLog {
     /// Compiles `format`; an unknown atom renders as `-`, as it does in gunicorn.
     pub fn new(format: &str, sink: Sink) -> AccessLog {
+        let (segments, environ) = compile(format);
+        let needs = Needs {
+            response_headers: segments
+                .iter()
+                .any(|s| matches!(s, Segment::ResponseHeader(_))),
+            path_info: segments.contains(&Segment::Path),
+            environ,
+        };
         AccessLog {
-            segments: compile(format),
+            segments,
+            needs,
             sink,
             pid: std::process::id().to_string(),
         }
     }
 
-    /// Whether records must carry the response headers.
-    pub fn wants_response_headers(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| matches!(s, Segment::ResponseHeader(_)))
+    /// What records must carry for this format.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
     }
 
     pub fn log(&self, rec: &AccessRecord<'_>) {
@@ -85,8 +111,9 @@ impl AccessLog {
 
     fn render(&self, rec: &AccessRecord<'_>) -> String {
         let mut out = String::with_capacity(160);
+        // gunicorn's atoms hold the last of repeated headers.
         let header = |map: Option<&HeaderMap>, name: &http::HeaderName| {
-            map.and_then(|m| m.get(name))
+            map.and_then(|m| m.get_all(name).iter().next_back())
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_else(|| "-".into())
         };
@@ -95,19 +122,22 @@ impl AccessLog {
                 Segment::Literal(s) => write!(out, "{s}"),
                 Segment::RemoteAddr => write!(out, "{}", rec.remote),
                 Segment::Dash => write!(out, "-"),
+                Segment::User => write!(
+                    out,
+                    "{}",
+                    basic_auth_user(rec.request_headers).unwrap_or_else(|| "-".into())
+                ),
                 Segment::Time => write!(out, "{}", Civil::now().access_log_stamp()),
                 Segment::RequestLine => {
-                    write!(
-                        out,
-                        "{} {} {}",
-                        rec.method,
-                        rec.uri,
-                        version_str(rec.version)
-                    )
+                    let target = match rec.raw_target {
+                        Some(raw) => raw.to_string(),
+                        None => rec.uri.to_string(),
+                    };
+                    write!(out, "{} {target} {}", rec.method, version_str(rec.version))
                 }
                 Segment::Status => write!(out, "{}", rec.status),
                 Segment::Method => write!(out, "{}", rec.method),
-                Segment::Path => write!(out, "{}", rec.uri.path()),
+                Segment::Path => write!(out, "{}", rec.path_info.unwrap_or(rec.uri.path())),
                 Segment::Query => write!(out, "{}", rec.uri.query().unwrap_or("")),
                 Segment::Protocol => write!(out, "{}", version_str(rec.version)),
                 Segment::BytesOrDash | Segment::Bytes => write!(out, "{}", rec.bytes),
@@ -128,12 +158,27 @@ impl AccessLog {
                 Segment::Seconds => write!(out, "{}", rec.elapsed.as_secs()),
                 Segment::Millis => write!(out, "{}", rec.elapsed.as_millis()),
                 Segment::Micros => write!(out, "{}", rec.elapsed.as_micros()),
-                Segment::DecimalSeconds => write!(out, "{:.6}", rec.elapsed.as_secs_f64()),
+                Segment::DecimalSeconds => write!(
+                    out,
+                    "{}.{:06}",
+                    rec.elapsed.as_secs(),
+                    rec.elapsed.subsec_micros()
+                ),
                 Segment::Pid => write!(out, "<{}>", self.pid),
                 Segment::RequestHeader(n) => {
                     write!(out, "{}", header(Some(rec.request_headers), n))
                 }
                 Segment::ResponseHeader(n) => write!(out, "{}", header(rec.response_headers, n)),
+                Segment::Environ(i) => write!(
+                    out,
+                    "{}",
+                    rec.environ
+                        .get(*i)
+                        .cloned()
+                        .flatten()
+                        .as_deref()
+                        .unwrap_or("-")
+                ),
             };
         }
         out
@@ -150,33 +195,55 @@ fn version_str(v: Version) -> &'static str {
     }
 }
 
-/// Splits a Python `%(name)s` format into literal text and atoms.
-fn compile(format: &str) -> Vec<Segment> {
+/// Splits a Python `%(name)s` format into literal text and atoms (`%%` is a literal `%`, as
+/// in Python), and lists the environ keys it names.
+fn compile(format: &str) -> (Vec<Segment>, Vec<String>) {
     let mut segments = Vec::new();
+    let mut environ: Vec<String> = Vec::new();
     let mut literal = String::new();
     let mut rest = format;
-    while let Some(start) = rest.find("%(") {
-        let Some(end) = rest[start..].find(")s").map(|e| start + e) else {
-            break;
-        };
+    while let Some(start) = rest.find('%') {
         literal.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            literal.push('%');
+            rest = tail;
+            continue;
+        }
+        let Some(end) = after
+            .strip_prefix('(')
+            .and_then(|a| a.find(")s"))
+            .map(|e| e + 1)
+        else {
+            literal.push('%');
+            rest = after;
+            continue;
+        };
         if !literal.is_empty() {
             segments.push(Segment::Literal(std::mem::take(&mut literal)));
         }
-        segments.push(atom(&rest[start + 2..end]));
-        rest = &rest[end + 2..];
+        segments.push(atom(&after[1..end], &mut environ));
+        rest = &after[end + 2..];
     }
     literal.push_str(rest);
     if !literal.is_empty() {
         segments.push(Segment::Literal(literal));
     }
-    segments
+    (segments, environ)
 }
 
-fn atom(name: &str) -> Segment {
+fn atom(name: &str, environ: &mut Vec<String>) -> Segment {
     if let Some(inner) = name.strip_prefix('{') {
-        if let Some((header, kind)) = inner.rsplit_once('}') {
-            if let Ok(h) = http::HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
+        if let Some((key, kind)) = inner.rsplit_once('}') {
+            if kind == "e" {
+                let key = key.to_ascii_lowercase();
+                let i = environ.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    environ.push(key);
+                    environ.len() - 1
+                });
+                return Segment::Environ(i);
+            }
+            if let Ok(h) = http::HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()) {
                 match kind {
                     "i" => return Segment::RequestHeader(h),
                     "o" => return Segment::ResponseHeader(h),
@@ -188,6 +255,7 @@ fn atom(name: &str) -> Segment {
     }
     match name {
         "h" => Segment::RemoteAddr,
+        "u" => Segment::User,
         "t" => Segment::Time,
         "r" => Segment::RequestLine,
         "s" => Segment::Status,
@@ -208,6 +276,54 @@ fn atom(name: &str) -> Segment {
     }
 }
 
+/// The user name of `Authorization: Basic ...`, as gunicorn's `%(u)s` shows it.
+fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(token.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(u, _)| u)
+            .to_string(),
+    )
+}
+
+/// Standard base64 with padding; `None` on anything else.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let sextet = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = n << 6 | sextet(c)?;
+        }
+        n <<= 6 * pad as u32;
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,9 +333,12 @@ mod tests {
             remote: "10.0.0.1",
             method: &Method::GET,
             uri,
+            raw_target: None,
+            path_info: None,
             version: Version::HTTP_11,
             request_headers: headers,
             response_headers: None,
+            environ: &[],
             status: 200,
             bytes: 13,
             elapsed: Duration::from_micros(1500),
@@ -248,7 +367,7 @@ mod tests {
             "%(m)s %(U)s %(q)s %(H)s %(D)s %(zz)s %({X-Id}i)s %({a}o)s %",
             Sink::Stdout,
         );
-        assert!(log.wants_response_headers());
+        assert!(log.needs().response_headers);
         let uri: Uri = "/p?q=2".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-id", "7".parse().unwrap());
@@ -256,5 +375,36 @@ mod tests {
             log.render(&record(&uri, &headers)),
             "GET /p q=2 HTTP/1.1 1500 - 7 - %"
         );
+    }
+
+    #[test]
+    fn user_environ_and_percent() {
+        let log = AccessLog::new(
+            "%(u)s %({REMOTE_ADDR}e)s %({x}e)s 100%% %(L)s",
+            Sink::Stdout,
+        );
+        assert_eq!(log.needs().environ, ["remote_addr", "x"]);
+        let uri: Uri = "/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        // "aladdin:open sesame"
+        headers.insert(
+            "authorization",
+            "Basic YWxhZGRpbjpvcGVuIHNlc2FtZQ==".parse().unwrap(),
+        );
+        let env = [Some("10.0.0.1".to_string()), None];
+        let rec = AccessRecord {
+            environ: &env,
+            ..record(&uri, &headers)
+        };
+        assert_eq!(log.render(&rec), "aladdin 10.0.0.1 - 100% 0.001500");
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert!(base64_decode("YWJ").is_none());
+        assert!(base64_decode("Y!==").is_none());
     }
 }

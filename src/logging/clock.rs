@@ -1,10 +1,11 @@
-//! Timestamps for the two log formats, in UTC (`+0000`), computed from `SystemTime` without a
-//! date crate. gunicorn prints local time; a server in a container runs in UTC, and reading the
-//! zone database per line is not worth a dependency.
+//! Timestamps for the two log formats, in local time as gunicorn prints them, computed from
+//! `SystemTime` without a date crate: the local offset is read once at startup (through Python's
+//! `time`, which knows the zone database), so no line reads the zone database.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A broken-down UTC time.
+/// A broken-down time at a fixed UTC offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Civil {
     pub year: i64,
@@ -13,15 +14,30 @@ pub(crate) struct Civil {
     pub hour: u32,
     pub minute: u32,
     pub second: u32,
+    /// Seconds east of UTC.
+    pub offset: i32,
+}
+
+/// The local UTC offset in seconds, as Python's `time.localtime().tm_gmtoff` gave it at
+/// startup (gunicorn stamps its logs in local time; a DST change is seen after a restart).
+static LOCAL_OFFSET: AtomicI32 = AtomicI32::new(0);
+
+pub fn set_local_offset(secs: i32) {
+    LOCAL_OFFSET.store(secs, Ordering::Relaxed);
 }
 
 impl Civil {
+    /// Local time now, at the offset given to [`set_local_offset`] (UTC until then).
     pub(crate) fn now() -> Civil {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Civil::from_unix(secs as i64)
+        let offset = LOCAL_OFFSET.load(Ordering::Relaxed);
+        Civil {
+            offset,
+            ..Civil::from_unix(secs as i64 + i64::from(offset))
+        }
     }
 
     /// Converts seconds since the epoch (Howard Hinnant's `civil_from_days`).
@@ -44,14 +60,28 @@ impl Civil {
             hour: (rem / 3600) as u32,
             minute: (rem % 3600 / 60) as u32,
             second: (rem % 60) as u32,
+            offset: 0,
         }
+    }
+
+    /// `+0100`, `-0530`: the offset as strftime's `%z` writes it.
+    fn zone(&self) -> String {
+        let sign = if self.offset < 0 { '-' } else { '+' };
+        let m = self.offset.unsigned_abs() / 60;
+        format!("{sign}{:02}{:02}", m / 60, m % 60)
     }
 
     /// `2026-11-24 09:00:00 +0000`: the error log's stamp.
     pub(crate) fn error_log_stamp(&self) -> String {
         format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}",
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.zone()
         )
     }
 
@@ -61,13 +91,14 @@ impl Civil {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         format!(
-            "[{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000]",
+            "[{:02}/{}/{:04}:{:02}:{:02}:{:02} {}]",
             self.day,
             MONTHS[(self.month as usize).saturating_sub(1) % 12],
             self.year,
             self.hour,
             self.minute,
-            self.second
+            self.second,
+            self.zone()
         )
     }
 }
@@ -89,5 +120,16 @@ mod tests {
             Civil::from_unix(1_795_510_643).error_log_stamp(),
             "2026-11-24 08:57:23 +0000"
         );
+    }
+
+    #[test]
+    fn zones_print_like_strftime() {
+        let at = |offset| Civil {
+            offset,
+            ..Civil::from_unix(0)
+        };
+        assert_eq!(at(3600).zone(), "+0100");
+        assert_eq!(at(-(5 * 3600 + 1800)).zone(), "-0530");
+        assert!(at(19800).access_log_stamp().ends_with(" +0530]"));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod clock;
+pub mod python;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogLevel, LogSettings};
 pub use access::AccessLog;
+pub use clock::set_local_offset;
 pub(crate) use clock::Civil;
 
 /// Where a log's lines go. Each line is written with one `write_all`, so lines from several
@@ -28,6 +30,8 @@ pub enum Sink {
     Stdout,
     Stderr,
     File(Arc<File>),
+    /// A Python logger (`gunicorn.access`) when logging goes through Python.
+    Python(python::PyLogger),
 }
 
 impl Sink {
@@ -49,6 +53,11 @@ impl Sink {
             Sink::Stdout => io::stdout().lock().write_all(line),
             Sink::Stderr => io::stderr().lock().write_all(line),
             Sink::File(f) => (&**f).write_all(line),
+            Sink::Python(logger) => {
+                let text = String::from_utf8_lossy(line);
+                logger.log(20, text.trim_end_matches('\n'));
+                Ok(())
+            }
         };
     }
 }
@@ -119,16 +128,28 @@ where
     }
 }
 
-/// Installs the error log for this process. Called once by `lifecycle`; a second call (tests
-/// that start several servers in one process) keeps the first subscriber.
-pub fn init(settings: &LogSettings) -> io::Result<()> {
-    let sink = Sink::open(&settings.errorlog, Sink::Stderr)?;
+/// Installs the error log for this process, and points stdout and stderr at it with
+/// `--capture-output`. Called once by `lifecycle`; a second call (tests that start several
+/// servers in one process) keeps the first subscriber. With a Python logging configuration, the
+/// error log goes to the `gunicorn.error` logger instead.
+pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Result<()> {
     let level = match settings.level {
         LogLevel::Debug => Level::DEBUG,
         LogLevel::Info => Level::INFO,
         LogLevel::Warning => Level::WARN,
         LogLevel::Error | LogLevel::Critical => Level::ERROR,
     };
+    if let Some(logger) = python {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber =
+            tracing_subscriber::registry().with(python::ToPython { logger, max: level });
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        return Ok(());
+    }
+    let sink = Sink::open(&settings.errorlog, Sink::Stderr)?;
+    if settings.capture_output {
+        capture_output(&sink)?;
+    }
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .event_format(GunicornFormat {
@@ -136,5 +157,19 @@ pub fn init(settings: &LogSettings) -> io::Result<()> {
         })
         .with_writer(sink)
         .try_init();
+    Ok(())
+}
+
+/// `--capture-output`: the process's stdout and stderr (and so the app's `print`) go where the
+/// error log goes. As in gunicorn, a file error log takes both; with the error log on stderr,
+/// stdout joins it there.
+fn capture_output(sink: &Sink) -> io::Result<()> {
+    match sink {
+        Sink::File(file) => {
+            nix::unistd::dup2_stdout(&**file)?;
+            nix::unistd::dup2_stderr(&**file)?;
+        }
+        _ => nix::unistd::dup2_stdout(io::stderr())?,
+    }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct ConnOptions {
     /// Idle time allowed between requests; `None` closes after each response.
     pub keepalive: Option<Duration>,
     pub graceful_timeout: Duration,
+    /// Request-head limits the guard enforces on every connection.
+    pub limits: Limits,
 }
 
 /// Serves until `stop` resolves. Returns whether every connection finished in time.
@@ -57,7 +59,7 @@ pub async fn serve(
     let ctx = Arc::new(accept::Ctx {
         http,
         shared,
-        limits: Limits::default(),
+        limits: opts.limits,
         stop: stop_rx,
         drain: drain_tx,
     });

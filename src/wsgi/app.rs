@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::response::format_exception;
+use crate::config::AppSettings;
 
 /// Why the app could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +29,18 @@ pub enum AppError {
     Factory { spec: String, traceback: String },
     #[error("Application object must be callable.")]
     NotCallable,
+    #[error("Cannot set the environment from --env: {0}")]
+    Environ(String),
     #[error("Cannot change directory to {}: {err}", path.display())]
     Chdir { path: PathBuf, err: std::io::Error },
 }
 
-/// Prepares `sys.path` like gunicorn: `--chdir` first, its directory at the front of the path,
-/// then each `--pythonpath` entry.
-pub fn prepare_path(
-    py: Python<'_>,
-    chdir: Option<&Path>,
-    pythonpath: &[PathBuf],
-) -> Result<(), AppError> {
-    if let Some(dir) = chdir {
+/// Prepares the process for importing the app like gunicorn: `-e` variables into `os.environ`,
+/// `--chdir` first, its directory at the front of `sys.path`, then each `--pythonpath` entry.
+pub fn prepare(py: Python<'_>, settings: &AppSettings) -> Result<(), AppError> {
+    set_environ(py, &settings.raw_env).map_err(|e| AppError::Environ(e.to_string()))?;
+    let pythonpath = &settings.pythonpath;
+    if let Some(dir) = settings.chdir.as_deref() {
         std::env::set_current_dir(dir).map_err(|err| AppError::Chdir {
             path: dir.into(),
             err,
@@ -60,6 +61,18 @@ pub fn prepare_path(
     let _ = insert(&cwd);
     for p in pythonpath.iter().rev() {
         let _ = insert(&cwd.join(p));
+    }
+    Ok(())
+}
+
+/// Puts `-e KEY=VALUE` pairs in `os.environ` (which also sets the process environment).
+fn set_environ(py: Python<'_>, pairs: &[(String, String)]) -> PyResult<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let environ = py.import("os")?.getattr("environ")?;
+    for (k, v) in pairs {
+        environ.set_item(k, v)?;
     }
     Ok(())
 }

@@ -21,10 +21,27 @@ pub struct Statics {
     template: Py<PyDict>,
     /// The mount point (`SCRIPT_NAME` env var), without a trailing slash; empty at the root.
     script_name: String,
+    /// What `Served` carries past the response, for the access log.
+    pub(super) keep: Keep,
+}
+
+/// What a served request keeps for whoever logs it; nothing by default, so requests that are
+/// not logged that way pay nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// The response headers as sent.
+    pub response_headers: bool,
+    /// The environ dict.
+    pub environ: bool,
 }
 
 impl Statics {
-    pub fn new(py: Python<'_>, script_name: &str, multithread: bool) -> PyResult<Statics> {
+    pub fn new(
+        py: Python<'_>,
+        script_name: &str,
+        multithread: bool,
+        keep: Keep,
+    ) -> PyResult<Statics> {
         let d = PyDict::new(py);
         d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
         d.set_item(
@@ -47,6 +64,7 @@ impl Statics {
         Ok(Statics {
             template: d.unbind(),
             script_name: script_name.to_string(),
+            keep,
         })
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
-pub use environ::Statics;
+pub use environ::{Keep, Statics};
 pub use response::{serve, Served};
 
 /// What the connection says about itself, built once per connection.

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, Statics};
 use super::file_wrapper::FileWrapper;
@@ -28,6 +28,11 @@ pub struct Served {
     pub received: Instant,
     pub status: u16,
     pub bytes: u64,
+    /// The request target as sent, when it differs from `parts.uri`.
+    pub raw_target: Option<String>,
+    /// Kept when `Statics` asks (`Keep`).
+    pub response_headers: Option<http::HeaderMap>,
+    pub environ: Option<Py<PyDict>>,
 }
 
 /// Serves one request on the calling (attached) pool thread. `None` when the client left
@@ -51,19 +56,30 @@ pub fn serve(
     }
     let (input, body_failure) = Input::new(body);
     let is_head = parts.method == http::Method::HEAD;
-    let responder = StartResponse::new(reply.head, body_failure, is_head);
+    let responder = StartResponse::new(
+        reply.head,
+        body_failure,
+        is_head,
+        statics.keep.response_headers,
+    );
+    let mut kept_environ = None;
     let outcome = Bound::new(py, responder).and_then(|responder| {
         let input = Bound::new(py, input)?.into_any();
         match environ::build(py, statics, &parts, raw_target.as_deref(), &conn, input)? {
-            Ok(env) => run_app(py, app, env.into_any(), &responder, &parts),
+            Ok(env) => {
+                if statics.keep.environ {
+                    kept_environ = Some(env.clone().unbind());
+                }
+                run_app(py, app, env.into_any(), &responder, &parts)
+            }
             Err(err) => {
                 tracing::debug!("{err}");
                 responder.get().fail(py, Failure::OutsideScriptName);
             }
         }
-        Ok(responder.get().sent())
+        Ok((responder.get().sent(), responder.get().take_headers()))
     });
-    let sent = match outcome {
+    let (sent, response_headers) = match outcome {
         Ok(sent) => sent,
         Err(err) => {
             // Only reachable when Python cannot allocate the environ or the objects around it.
@@ -81,6 +97,9 @@ pub fn serve(
         received,
         status: sent.status,
         bytes: sent.bytes,
+        raw_target,
+        response_headers,
+        environ: kept_environ,
     })
 }
 

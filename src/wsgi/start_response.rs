@@ -33,6 +33,8 @@ pub struct StartResponse {
     body_failure: BodyFailure,
     /// A HEAD request: its response has headers only, whatever `Content-Length` says.
     head_request: bool,
+    /// Keep a copy of the response headers for the access log.
+    keep_headers: bool,
 }
 
 /// The head as declared by the app, not yet sent.
@@ -54,6 +56,8 @@ struct State {
     /// For the access log.
     status: u16,
     sent: u64,
+    /// The response headers as sent, when `keep_headers`.
+    headers: Option<HeaderMap>,
 }
 
 /// What the access log needs once the response is done.
@@ -73,6 +77,7 @@ impl StartResponse {
         head: oneshot::Sender<Answer>,
         body_failure: BodyFailure,
         head_request: bool,
+        keep_headers: bool,
     ) -> StartResponse {
         let state = State {
             declared: None,
@@ -81,11 +86,13 @@ impl StartResponse {
             remaining: None,
             status: 0,
             sent: 0,
+            headers: None,
         };
         StartResponse {
             state: Mutex::new(state),
             body_failure,
             head_request,
+            keep_headers,
         }
     }
 
@@ -95,6 +102,11 @@ impl StartResponse {
 
     pub fn head_sent(&self) -> bool {
         self.lock().head.is_none()
+    }
+
+    /// The response headers as sent, kept when asked for.
+    pub fn take_headers(&self) -> Option<HeaderMap> {
+        self.lock().headers.take()
     }
 
     pub fn sent(&self) -> Sent {
@@ -159,6 +171,9 @@ impl StartResponse {
                 HeadBody::Stream(body_rx)
             }
         };
+        if self.keep_headers {
+            st.headers = Some(d.headers.clone());
+        }
         let head = ResponseHead {
             status: d.status,
             reason: d.reason,

@@ -67,6 +67,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),
             graceful_timeout: Duration::from_secs(5),
+            limits: Default::default(),
         };
         rt.block_on(server::serve(bound, shared, opts, async {
             rx.await.unwrap_or(Stop::Quick)
