@@ -450,7 +450,24 @@ def factory(arg):
 # --------------------------------------------------------------------------
 # router
 
+
+def os_environ(environ, start_response):
+    """The process environment variable named by the query string."""
+    return _json(start_response, {"value": os.environ.get(environ.get("QUERY_STRING", ""))})
+
+
+def prints(environ, start_response):
+    """Prints the query string to stdout and to stderr (for --capture-output)."""
+    marker = environ.get("QUERY_STRING", "")
+    print(f"app stdout {marker}", flush=True)
+    print(f"app stderr {marker}", file=sys.stderr, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"printed"]
+
+
 ROUTES = {
+    "os-environ": os_environ,
+    "print": prints,
     "stream": stream,
     "rendezvous": rendezvous,
     "gated": gated,

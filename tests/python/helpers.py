@@ -132,14 +132,16 @@ class Server:
     ``Listening at:`` address was logged for every bind.
     """
 
-    def __init__(self, app, args=(), binds=None, env=None, chdir=APPS_DIR, pass_fds=(), wait=True):
+    def __init__(
+        self, app, args=(), binds=None, env=None, chdir=APPS_DIR, pass_fds=(), wait=True, cwd=REPO
+    ):
         self.binds = ["127.0.0.1:0"] if binds is None else list(binds)
         cmd = base_command()
         if chdir is not None:
             cmd += ["--chdir", str(chdir)]
         for b in self.binds:
             cmd += ["--bind", b]
-        cmd += [str(a) for a in args] + [app]
+        cmd += [str(a) for a in args] + ([app] if app else [])
         self.cmd = cmd
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -147,7 +149,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=REPO,
+            cwd=cwd,
             env=server_env(env),
             pass_fds=pass_fds,
             start_new_session=True,
@@ -224,7 +226,8 @@ class Server:
         """Waits until a ``Listening at:`` address was logged for every bind."""
         index = 0
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while len(self.addresses) < len(self.binds):
+        # With no --bind the address comes from a config file or PORT: one listener.
+        while len(self.addresses) < max(1, len(self.binds)):
             m, index = self._wait_line(
                 LISTENING_RE.pattern, max(0.0, deadline - time.monotonic()), index, "err"
             )

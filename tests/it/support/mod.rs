@@ -46,7 +46,10 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let name = CString::new(name).unwrap();
         let module = PyModule::from_code(py, &code, &file, &name).unwrap();
         let app = module.getattr("app").unwrap().unbind();
-        (app, Statics::new(py, "", threads > 1).unwrap())
+        (
+            app,
+            Statics::new(py, "", threads > 1, Default::default()).unwrap(),
+        )
     });
     let bound = server::bind_all(&[BindAddr::parse("127.0.0.1:0").unwrap()], 64).unwrap();
     let Kind::Tcp(addr) = bound[0].kind.clone() else {
