@@ -3,14 +3,16 @@
 //! attached to Python runs the WSGI app.
 //!
 //! # Layout
-//! - `config`: the settings table (`cli`), bind syntax, and resolved settings.
+//! - `config`: the settings table (`cli`) and hooks table, the sources stacked in precedence
+//!   order (command line, `*_CMD_ARGS`, the Python config file, env-derived defaults),
+//!   `--print-config` and the generated docs, bind syntax, and resolved settings.
 //! - `lifecycle`: startup and shutdown order, signals.
 //! - `server`: listeners, accept loops, connection tasks (no Python).
 //! - `http`: the bridge between hyper and `wsgi`: the request-stream guard, service, bodies,
 //!   request errors.
 //! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
 //! - `pool`: the Python thread pool and its GIL-aware queue.
-//! - `logging`: gunicorn-style error and access logs.
+//! - `logging`: gunicorn-style error and access logs, or Python's `logging` when configured.
 //! - `error`: startup failures and exit statuses.
 
 pub mod config;

@@ -887,6 +887,137 @@ mod tests {
     }
 
     #[test]
+    fn mechanics_flags() {
+        let cli = parse(&[
+            "--chdir",
+            "/srv",
+            "--pythonpath",
+            "a,b",
+            "--preload",
+            "--reuse-port",
+            "--initgroups",
+            "--worker-tmp-dir",
+            "/dev/shm",
+            "--forwarder-headers",
+            "SCRIPT_NAME",
+            "--strip-header-spaces",
+            "--permit-unconventional-http-method",
+            "--permit-unconventional-http-version",
+            "--casefold-http-method",
+            "--permit-obsolete-folding",
+        ])
+        .unwrap();
+        assert_eq!(cli.chdir, Some(PathBuf::from("/srv")));
+        assert_eq!(cli.pythonpath.as_deref(), Some("a,b"));
+        assert!(cli.preload_app && cli.reuse_port && cli.initgroups);
+        assert_eq!(cli.worker_tmp_dir.as_deref(), Some("/dev/shm"));
+        assert_eq!(cli.forwarder_headers, "SCRIPT_NAME");
+        assert!(cli.strip_header_spaces && cli.permit_obsolete_folding && cli.casefold_http_method);
+        assert!(cli.permit_unconventional_http_method && cli.permit_unconventional_http_version);
+        assert_eq!(
+            parse(&["--tmp-upload-dir", "/t"])
+                .unwrap()
+                .tmp_upload_dir
+                .as_deref(),
+            Some("/t")
+        );
+    }
+
+    #[test]
+    fn more_logging_flags() {
+        let cli = parse(&[
+            "--access-logfile",
+            "-",
+            "--disable-redirect-access-to-syslog",
+            "--logger-class",
+            "my.Logger",
+            "--log-config",
+            "l.ini",
+            "--log-config-json",
+            "l.json",
+            "--logconfig-dict",
+            "{}",
+            "--log-syslog",
+            "--log-syslog-to",
+            "unix:///dev/log",
+            "--log-syslog-prefix",
+            "app",
+            "--log-syslog-facility",
+            "local0",
+            "-R",
+            "--dogstatsd-tags",
+            "env:prod",
+            "--statsd-prefix",
+            "shop",
+            "--enable-backlog-metric",
+            "-n",
+            "shop-web",
+        ])
+        .unwrap();
+        assert_eq!(cli.accesslog.as_deref(), Some("-"));
+        assert!(
+            cli.disable_redirect_access_to_syslog && cli.syslog && cli.enable_stdio_inheritance
+        );
+        assert_eq!(cli.logger_class, "my.Logger");
+        assert_eq!(cli.logconfig, Some(PathBuf::from("l.ini")));
+        assert_eq!(cli.logconfig_json, Some(PathBuf::from("l.json")));
+        assert_eq!(cli.logconfig_dict.as_deref(), Some("{}"));
+        assert_eq!(cli.syslog_addr, "unix:///dev/log");
+        assert_eq!(cli.syslog_prefix.as_deref(), Some("app"));
+        assert_eq!(cli.syslog_facility, "local0");
+        assert_eq!(
+            (cli.dogstatsd_tags.as_str(), cli.statsd_prefix.as_str()),
+            ("env:prod", "shop")
+        );
+        assert!(cli.enable_backlog_metric);
+        assert_eq!(cli.proc_name.as_deref(), Some("shop-web"));
+    }
+
+    #[test]
+    fn more_tls_and_h2_flags() {
+        let cli = parse(&[
+            "--ssl-version",
+            "TLSv1_2",
+            "--ca-certs",
+            "ca.pem",
+            "--suppress-ragged-eofs",
+            "--do-handshake-on-connect",
+            "--ciphers",
+            "ECDHE+AESGCM",
+            "--http2-initial-window-size",
+            "1048576",
+            "--http2-max-frame-size",
+            "32768",
+            "--http2-max-header-list-size",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.ssl_version.as_deref(), Some("TLSv1_2"));
+        assert_eq!(cli.ca_certs, Some(PathBuf::from("ca.pem")));
+        assert!(cli.suppress_ragged_eofs && cli.do_handshake_on_connect);
+        assert_eq!(cli.ciphers.as_deref(), Some("ECDHE+AESGCM"));
+        assert_eq!(
+            (
+                cli.http2_initial_window_size,
+                cli.http2_max_frame_size,
+                cli.http2_max_header_list_size
+            ),
+            (1_048_576, 32_768, 1)
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_section_and_help() {
+        for arg in Cli::command().get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            assert!(arg.get_help_heading().is_some(), "{}", arg.get_id());
+            assert!(arg.get_help().is_some(), "{}", arg.get_id());
+        }
+    }
+
+    #[test]
     fn python_style_integers() {
         assert_eq!(uint::<u32>("0o777"), Ok(0o777));
         assert_eq!(uint::<u32>(" 42 "), Ok(42));
