@@ -12,6 +12,7 @@ pub mod render;
 pub mod sources;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,6 +94,7 @@ pub struct ServerSettings {
     pub keepalive: Option<Duration>,
     pub graceful_timeout: Duration,
     pub limits: RequestLimits,
+    pub proxy: ProxySettings,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -101,6 +103,76 @@ pub struct RequestLimits {
     pub request_line: usize,
     pub fields: usize,
     pub field_size: usize,
+}
+
+/// What a request may say about itself through headers, and who may say it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySettings {
+    /// Peers trusted with `secure_scheme_headers` and `forwarder_headers`; Unix-socket peers are
+    /// always trusted, as in gunicorn.
+    pub forwarded_allow: AllowList,
+    /// Header (upper case, as sent) → the value that means HTTPS.
+    pub secure_scheme_headers: Vec<(String, String)>,
+    /// Underscore header names a trusted peer may send (upper case; `*` for any).
+    pub forwarder_headers: Vec<String>,
+    pub header_map: HeaderMapMode,
+}
+
+/// `--header-map`: what to do with a header whose name contains `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMapMode {
+    /// Leave it out of the environ (the default).
+    Drop,
+    /// Answer 400.
+    Refuse,
+    /// Map it like any header, so `X_A` and `X-A` both become `HTTP_X_A`.
+    Dangerous,
+}
+
+/// Peers trusted by address: IPs, CIDR networks, or everyone (`*`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllowList {
+    Any,
+    Nets(Vec<(IpAddr, u8)>),
+}
+
+impl AllowList {
+    /// Parses a list already checked by the table's validator; unparsable items are skipped.
+    pub fn parse(list: &str) -> AllowList {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "*" {
+                return AllowList::Any;
+            }
+            let (ip, prefix) = item.split_once('/').unwrap_or((item, ""));
+            let Ok(ip) = ip.parse::<IpAddr>() else {
+                continue;
+            };
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = prefix.parse().unwrap_or(max).min(max);
+            nets.push((ip, prefix));
+        }
+        AllowList::Nets(nets)
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        // An IPv4 client of a dual-stack listener shows up as `::ffff:a.b.c.d`.
+        let ip = ip.to_canonical();
+        match self {
+            AllowList::Any => true,
+            AllowList::Nets(nets) => nets.iter().any(|&(net, prefix)| match (net, ip) {
+                (IpAddr::V4(n), IpAddr::V4(i)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                    u32::from(n) & mask == u32::from(i) & mask
+                }
+                (IpAddr::V6(n), IpAddr::V6(i)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                    u128::from(n) & mask == u128::from(i) & mask
+                }
+                _ => false,
+            }),
+        }
+    }
 }
 
 /// The Python thread pool.
@@ -335,10 +407,10 @@ fn resolve(
         umask: _,
         initgroups: _,
         tmp_upload_dir: _,
-        secure_scheme_headers: _,
-        forwarded_allow_ips: _,
-        forwarder_headers: _,
-        header_map: _,
+        secure_scheme_headers,
+        forwarded_allow_ips,
+        forwarder_headers,
+        header_map,
         pythonpath,
         proxy_protocol: _,
         proxy_allow_ips: _,
@@ -437,6 +509,20 @@ fn resolve(
                 limit_request_fields,
                 limit_request_field_size,
             ),
+            proxy: ProxySettings {
+                forwarded_allow: AllowList::parse(&forwarded_allow_ips),
+                secure_scheme_headers: secure_scheme_headers.0,
+                forwarder_headers: forwarder_headers
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_uppercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                header_map: match header_map.as_str() {
+                    "refuse" => HeaderMapMode::Refuse,
+                    "dangerous" => HeaderMapMode::Dangerous,
+                    _ => HeaderMapMode::Drop,
+                },
+            },
         },
         pool: PoolSettings {
             size: (workers as usize).saturating_mul(threads as usize),
@@ -680,6 +766,40 @@ mod tests {
             }
         );
         assert_eq!(RequestLimits::gunicorn(9000, 40000, 1).request_line, 8190);
+    }
+
+    #[test]
+    fn allow_lists() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let list = AllowList::parse("127.0.0.1, 10.0.0.0/8,::1,2001:db8::/32");
+        assert!(list.allows(ip("127.0.0.1")));
+        assert!(list.allows(ip("::ffff:127.0.0.1")));
+        assert!(list.allows(ip("10.200.3.4")));
+        assert!(!list.allows(ip("11.0.0.1")));
+        assert!(list.allows(ip("::1")));
+        assert!(list.allows(ip("2001:db8:1::5")));
+        assert!(!list.allows(ip("2001:db9::1")));
+        assert!(AllowList::parse("*").allows(ip("8.8.8.8")));
+        assert!(AllowList::parse("0.0.0.0/0").allows(ip("8.8.8.8")));
+        assert!(!AllowList::parse("").allows(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn proxy_settings() {
+        let s = load_with(
+            &[
+                "--forwarder-headers",
+                "script_name, X_REAL",
+                "--header-map",
+                "refuse",
+                "m",
+            ],
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(s.server.proxy.forwarder_headers, ["SCRIPT_NAME", "X_REAL"]);
+        assert_eq!(s.server.proxy.header_map, HeaderMapMode::Refuse);
+        assert_eq!(s.server.proxy.secure_scheme_headers.len(), 3);
     }
 
     #[test]

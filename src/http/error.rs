@@ -49,7 +49,7 @@ impl RequestError {
     fn closes(&self) -> bool {
         match self {
             RequestError::Rejected(_) | RequestError::Unavailable => true,
-            RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_)),
+            RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_) | Failure::BadHeaders(_)),
             RequestError::WorkerLost => false,
         }
     }

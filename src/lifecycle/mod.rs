@@ -19,7 +19,7 @@ use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
 use crate::pool::Pool;
 use crate::server::{self, ConnOptions};
-use crate::wsgi::{self, Statics};
+use crate::wsgi::{self, HeaderPolicy, Statics};
 
 /// How long a quick stop waits for pool threads to let go of Python.
 const QUICK_STOP_WAIT: Duration = Duration::from_millis(200);
@@ -43,6 +43,7 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
         &settings.app.script_name,
         settings.pool.size > 1,
         WsgiWorker::keep_for(access.as_ref()),
+        HeaderPolicy::new(&settings.server.proxy),
     )
     .map_err(|e| StartupError::Python(e.to_string()))?;
     restore_default_sigint(py);

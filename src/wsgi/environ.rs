@@ -5,7 +5,9 @@
 
 use std::borrow::Cow;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use std::net::IpAddr;
+
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::request::Parts;
 use http::{Method, Version};
 use pyo3::prelude::*;
@@ -14,7 +16,8 @@ use pyo3::{intern, Py};
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use super::ConnInfo;
+use super::{ConnInfo, Failure};
+use crate::config::{AllowList, HeaderMapMode, ProxySettings};
 
 /// What every request's environ starts from, built once at startup.
 pub struct Statics {
@@ -23,6 +26,7 @@ pub struct Statics {
     script_name: String,
     /// What `Served` carries past the response, for the access log.
     pub(super) keep: Keep,
+    headers: HeaderPolicy,
 }
 
 /// What a served request keeps for whoever logs it; nothing by default, so requests that are
@@ -41,6 +45,7 @@ impl Statics {
         script_name: &str,
         multithread: bool,
         keep: Keep,
+        headers: HeaderPolicy,
     ) -> PyResult<Statics> {
         let d = PyDict::new(py);
         d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
@@ -65,6 +70,7 @@ impl Statics {
             template: d.unbind(),
             script_name: script_name.to_string(),
             keep,
+            headers,
         })
     }
 }
@@ -74,6 +80,114 @@ impl Statics {
 pub(super) enum EnvironError {
     #[error("request path {path:?} is outside SCRIPT_NAME {script_name:?}")]
     OutsideScriptName { path: String, script_name: String },
+    #[error("Invalid header name: {0} (--header-map refuse)")]
+    UnderscoreHeader(String),
+    #[error("Contradictory scheme headers")]
+    ContradictoryScheme,
+}
+
+impl EnvironError {
+    pub(super) fn failure(&self) -> Failure {
+        match self {
+            EnvironError::OutsideScriptName { .. } => Failure::OutsideScriptName,
+            EnvironError::UnderscoreHeader(_) | EnvironError::ContradictoryScheme => {
+                Failure::BadHeaders(self.to_string())
+            }
+        }
+    }
+}
+
+/// What a request may say about itself through headers, and who may say it (gunicorn's
+/// `forwarded_allow_ips`, `secure_scheme_headers`, `forwarder_headers`, `header_map`).
+pub struct HeaderPolicy {
+    allow: AllowList,
+    secure: Vec<(HeaderName, Vec<u8>)>,
+    forwarders: Vec<String>,
+    any_forwarder: bool,
+    mode: HeaderMapMode,
+}
+
+impl HeaderPolicy {
+    pub fn new(proxy: &ProxySettings) -> HeaderPolicy {
+        HeaderPolicy {
+            allow: proxy.forwarded_allow.clone(),
+            secure: proxy
+                .secure_scheme_headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
+                    Some((name, value.as_bytes().to_vec()))
+                })
+                .collect(),
+            forwarders: proxy.forwarder_headers.clone(),
+            any_forwarder: proxy.forwarder_headers.iter().any(|h| h == "*"),
+            mode: proxy.header_map,
+        }
+    }
+
+    /// Decides the scheme, a forwarded `SCRIPT_NAME`, and which underscore headers are kept.
+    fn review(&self, headers: &http::HeaderMap, conn: &ConnInfo) -> Result<Review, EnvironError> {
+        let mut review = Review {
+            scheme: conn.url_scheme,
+            script_name: None,
+            keep: Vec::new(),
+        };
+        let mut trusted = None;
+        // Unix-socket peers (no address) are trusted, as in gunicorn.
+        let mut is_trusted = || {
+            *trusted.get_or_insert_with(|| match conn.remote_addr.parse::<IpAddr>() {
+                Ok(ip) => self.allow.allows(ip),
+                Err(_) => conn.is_unix(),
+            })
+        };
+        let mut seen = false;
+        for (name, https) in &self.secure {
+            for value in headers.get_all(name) {
+                if !is_trusted() {
+                    break;
+                }
+                let scheme = if value.as_bytes() == https.as_slice() {
+                    "https"
+                } else {
+                    "http"
+                };
+                if seen && scheme != review.scheme {
+                    return Err(EnvironError::ContradictoryScheme);
+                }
+                review.scheme = scheme;
+                seen = true;
+            }
+        }
+        for name in headers.keys().filter(|n| n.as_str().contains('_')) {
+            let upper = name.as_str().to_ascii_uppercase();
+            let forwarded =
+                (self.any_forwarder || self.forwarders.contains(&upper)) && is_trusted();
+            if forwarded {
+                if upper == "SCRIPT_NAME" {
+                    let last = headers.get_all(name).iter().next_back();
+                    review.script_name =
+                        last.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                }
+                review.keep.push(name.clone());
+                continue;
+            }
+            match self.mode {
+                HeaderMapMode::Drop => {}
+                HeaderMapMode::Dangerous => review.keep.push(name.clone()),
+                HeaderMapMode::Refuse => return Err(EnvironError::UnderscoreHeader(upper)),
+            }
+        }
+        Ok(review)
+    }
+}
+
+/// One request's header decisions.
+struct Review {
+    scheme: &'static str,
+    /// `SCRIPT_NAME` sent by a trusted proxy.
+    script_name: Option<String>,
+    /// Underscore header names mapped into the environ.
+    keep: Vec<HeaderName>,
 }
 
 /// Builds the environ for one request; `input` becomes `wsgi.input`.
@@ -96,13 +210,21 @@ pub(super) fn build<'py>(
             parts.uri.query().unwrap_or(""),
         ),
     };
+    let review = match statics.headers.review(&parts.headers, conn) {
+        Ok(r) => r,
+        Err(err) => return Ok(Err(err)),
+    };
+    let script_name = review
+        .script_name
+        .as_deref()
+        .unwrap_or(&statics.script_name);
     let path_info = decode_path(path);
-    let path_info = match strip_script_name(&path_info, &statics.script_name) {
+    let path_info = match strip_script_name(&path_info, script_name) {
         Some(p) => p,
         None => {
             return Ok(Err(EnvironError::OutsideScriptName {
                 path: String::from_utf8_lossy(&path_info).into_owned(),
-                script_name: statics.script_name.clone(),
+                script_name: script_name.to_string(),
             }))
         }
     };
@@ -118,20 +240,27 @@ pub(super) fn build<'py>(
     )?;
     env.set_item(intern!(py, "REMOTE_ADDR"), conn.remote_addr.as_str())?;
     env.set_item(intern!(py, "REMOTE_PORT"), conn.remote_port.as_str())?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), conn.url_scheme)?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), review.scheme)?;
+    if let Some(forwarded) = &review.script_name {
+        env.set_item(intern!(py, "SCRIPT_NAME"), forwarded)?;
+    }
     env.set_item(intern!(py, "wsgi.input"), input)?;
 
-    let (name, port) = match parts.headers.get(HOST).map(|h| h.as_bytes()) {
-        Some(host) if !host.is_empty() => split_host(host, conn.url_scheme),
+    // As gunicorn: a TCP listener names itself; behind a Unix socket the Host header (and the
+    // scheme's default port) stands in for the address the socket does not have.
+    let host = parts.headers.get(HOST).map(|h| h.as_bytes());
+    let (name, port) = match host {
+        Some(host) if conn.is_unix() && !host.is_empty() => split_host(host, review.scheme),
         _ => (conn.server_name.clone(), conn.server_port.clone()),
     };
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
 
     for key in parts.headers.keys() {
-        let Some(env_key) = header_key(key) else {
+        if key.as_str().contains('_') && !review.keep.contains(key) {
             continue;
-        };
+        }
+        let env_key = header_key(key);
         let mut values = parts.headers.get_all(key).iter();
         let Some(first) = values.next() else { continue };
         let value = match values.next() {
@@ -162,19 +291,16 @@ enum HeaderKey {
     Http(String),
 }
 
-/// `user-agent` → `HTTP_USER_AGENT`. Names with `_` are dropped (gunicorn's `header_map=drop`):
-/// `X_Forwarded_For` would otherwise be indistinguishable from `X-Forwarded-For`.
-fn header_key(name: &http::HeaderName) -> Option<HeaderKey> {
+/// `user-agent` → `HTTP_USER_AGENT`. Names with `_` map onto the same keys as names with `-`,
+/// which is why `HeaderPolicy` decides first whether they get here at all.
+fn header_key(name: &http::HeaderName) -> HeaderKey {
     if name == CONTENT_TYPE {
-        return Some(HeaderKey::ContentType);
+        return HeaderKey::ContentType;
     }
     if name == CONTENT_LENGTH {
-        return Some(HeaderKey::ContentLength);
+        return HeaderKey::ContentLength;
     }
     let s = name.as_str();
-    if s.contains('_') {
-        return None;
-    }
     let mut key = String::with_capacity(5 + s.len());
     key.push_str("HTTP_");
     key.extend(s.chars().map(|c| {
@@ -184,7 +310,7 @@ fn header_key(name: &http::HeaderName) -> Option<HeaderKey> {
             c.to_ascii_uppercase()
         }
     }));
-    Some(HeaderKey::Http(key))
+    HeaderKey::Http(key)
 }
 
 /// Percent-decodes a path to bytes. Invalid escapes stay as they are, as in `urllib.parse`.
@@ -334,13 +460,100 @@ mod tests {
     #[test]
     fn header_names_map_like_gunicorn() {
         let k = |s: &str| header_key(&http::HeaderName::from_bytes(s.as_bytes()).unwrap());
+        assert_eq!(k("user-agent"), HeaderKey::Http("HTTP_USER_AGENT".into()));
+        assert_eq!(k("content-type"), HeaderKey::ContentType);
+        assert_eq!(k("content-length"), HeaderKey::ContentLength);
         assert_eq!(
-            k("user-agent"),
-            Some(HeaderKey::Http("HTTP_USER_AGENT".into()))
+            k("x_forwarded_for"),
+            HeaderKey::Http("HTTP_X_FORWARDED_FOR".into())
         );
-        assert_eq!(k("content-type"), Some(HeaderKey::ContentType));
-        assert_eq!(k("content-length"), Some(HeaderKey::ContentLength));
-        assert_eq!(k("x_forwarded_for"), None);
+    }
+
+    fn policy(allow: &str, mode: HeaderMapMode) -> HeaderPolicy {
+        HeaderPolicy::new(&ProxySettings {
+            forwarded_allow: AllowList::parse(allow),
+            secure_scheme_headers: vec![
+                ("X-FORWARDED-PROTO".into(), "https".into()),
+                ("X-FORWARDED-SSL".into(), "on".into()),
+            ],
+            forwarder_headers: vec!["SCRIPT_NAME".into()],
+            header_map: mode,
+        })
+    }
+
+    fn peer(addr: &str) -> ConnInfo {
+        ConnInfo {
+            remote_addr: addr.into(),
+            remote_port: "1".into(),
+            server_name: "s".into(),
+            server_port: "80".into(),
+            url_scheme: "http",
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn secure_scheme_headers_from_trusted_peers_only() {
+        let p = policy("127.0.0.1", HeaderMapMode::Drop);
+        let h = headers(&[("x-forwarded-proto", "https")]);
+        assert_eq!(p.review(&h, &peer("127.0.0.1")).unwrap().scheme, "https");
+        assert_eq!(p.review(&h, &peer("10.0.0.9")).unwrap().scheme, "http");
+        // A Unix-socket peer has no address and is trusted.
+        assert_eq!(p.review(&h, &peer("")).unwrap().scheme, "https");
+        let h = headers(&[("x-forwarded-proto", "http")]);
+        assert_eq!(p.review(&h, &peer("127.0.0.1")).unwrap().scheme, "http");
+    }
+
+    #[test]
+    fn disagreeing_scheme_headers_are_refused() {
+        let p = policy("*", HeaderMapMode::Drop);
+        let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-ssl", "off")]);
+        assert!(matches!(
+            p.review(&h, &peer("1.2.3.4")),
+            Err(EnvironError::ContradictoryScheme)
+        ));
+        let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-ssl", "on")]);
+        assert_eq!(p.review(&h, &peer("1.2.3.4")).unwrap().scheme, "https");
+        // From an untrusted peer they are not even read.
+        let p = policy("127.0.0.1", HeaderMapMode::Drop);
+        let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-ssl", "off")]);
+        assert_eq!(p.review(&h, &peer("1.2.3.4")).unwrap().scheme, "http");
+    }
+
+    #[test]
+    fn underscore_headers_follow_header_map_and_forwarders() {
+        let h = headers(&[("x_evil", "1"), ("script_name", "/app")]);
+        let r = policy("127.0.0.1", HeaderMapMode::Drop)
+            .review(&h, &peer("127.0.0.1"))
+            .unwrap();
+        assert_eq!(r.keep, [HeaderName::from_static("script_name")]);
+        assert_eq!(r.script_name.as_deref(), Some("/app"));
+        let r = policy("127.0.0.1", HeaderMapMode::Drop)
+            .review(&h, &peer("10.0.0.1"))
+            .unwrap();
+        assert!(r.keep.is_empty() && r.script_name.is_none());
+        let r = policy("127.0.0.1", HeaderMapMode::Dangerous)
+            .review(&h, &peer("10.0.0.1"))
+            .unwrap();
+        assert_eq!(r.keep.len(), 2);
+        let err = policy("127.0.0.1", HeaderMapMode::Refuse)
+            .review(&h, &peer("10.0.0.1"))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("Invalid header name: "),
+            "{err}"
+        );
     }
 
     #[test]

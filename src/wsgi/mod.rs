@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
-pub use environ::{Keep, Statics};
+pub use environ::{HeaderPolicy, Keep, Statics};
 pub use response::{serve, Served};
 
 /// What the connection says about itself, built once per connection.
@@ -33,6 +33,13 @@ pub struct ConnInfo {
     pub server_port: String,
     /// `wsgi.url_scheme`.
     pub url_scheme: &'static str,
+}
+
+impl ConnInfo {
+    /// Whether the peer came through a Unix socket (it has no address).
+    pub fn is_unix(&self) -> bool {
+        self.remote_addr.is_empty()
+    }
 }
 
 /// Why the request body could not be read to its end.
@@ -125,13 +132,16 @@ pub enum Failure {
     /// The path is outside the mount point named by `SCRIPT_NAME`.
     #[error("path outside SCRIPT_NAME")]
     OutsideScriptName,
+    /// Headers the server refuses to map (`--header-map refuse`, contradictory scheme headers).
+    #[error("{0}")]
+    BadHeaders(String),
 }
 
 impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::App => 500,
-            Failure::BadBody(_) => 400,
+            Failure::BadBody(_) | Failure::BadHeaders(_) => 400,
             Failure::OutsideScriptName => 404,
         }
     }

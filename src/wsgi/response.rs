@@ -74,7 +74,7 @@ pub fn serve(
             }
             Err(err) => {
                 tracing::debug!("{err}");
-                responder.get().fail(py, Failure::OutsideScriptName);
+                responder.get().fail(py, err.failure());
             }
         }
         Ok((responder.get().sent(), responder.get().take_headers()))

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use _ferrocorn::config::BindAddr;
+use _ferrocorn::config::{self, BindAddr};
 use _ferrocorn::http::{Shared, WsgiWorker};
 use _ferrocorn::pool::Pool;
 use _ferrocorn::server::{self, ConnOptions, Kind, Stop};
-use _ferrocorn::wsgi::Statics;
+use _ferrocorn::wsgi::{HeaderPolicy, Statics};
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
@@ -46,10 +46,12 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let name = CString::new(name).unwrap();
         let module = PyModule::from_code(py, &code, &file, &name).unwrap();
         let app = module.getattr("app").unwrap().unbind();
-        (
-            app,
-            Statics::new(py, "", threads > 1, Default::default()).unwrap(),
-        )
+        // gunicorn's default header policy, as the settings table resolves it.
+        let argv = vec!["ferrocorn".to_string(), "app".to_string()];
+        let settings = config::load(py, argv, &config::Env::default()).unwrap();
+        let policy = HeaderPolicy::new(&settings.server.proxy);
+        let statics = Statics::new(py, "", threads > 1, Default::default(), policy).unwrap();
+        (app, statics)
     });
     let bound = server::bind_all(&[BindAddr::parse("127.0.0.1:0").unwrap()], 64).unwrap();
     let Kind::Tcp(addr) = bound[0].kind.clone() else {
