@@ -79,10 +79,17 @@ pub struct Cli {
           help_heading = WORKERS)]
     pub threads: u32,
 
-    /// The maximum number of simultaneous client connections. Default is 1000.
+    /// The most client connections open at once; beyond it new connections wait in the listen
+    /// backlog until one closes. Default is 1000.
     #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "1000",
           help_heading = WORKERS)]
     pub worker_connections: u32,
+
+    /// The most requests waiting for a free thread; beyond it the server answers 503 with
+    /// `Retry-After`. 0 means no bound but `--worker-connections`. Default is 0.
+    #[arg(long, value_name = "INT", value_parser = uint::<usize>, default_value = "0",
+          help_heading = WORKERS)]
+    pub queue_size: usize,
 
     /// Requests a worker serves before it is recycled; 0 disables recycling. Default is 0.
     #[arg(long, value_name = "INT", value_parser = uint::<u64>, default_value = "0",
@@ -94,7 +101,10 @@ pub struct Cli {
           help_heading = WORKERS)]
     pub max_requests_jitter: u64,
 
-    /// Seconds a request may run before it is interrupted; 0 disables. Default is 30.
+    /// Seconds a request may run: past it the client gets 504 (if no response started), the
+    /// error log gets `WORKER TIMEOUT` with the thread's Python stack, and `RequestTimeout` is
+    /// raised in the app's thread; a thread still stuck `--graceful-timeout` later is replaced.
+    /// 0 disables. Default is 30.
     #[arg(short = 't', long, value_name = "INT", value_parser = uint::<u64>,
           default_value = "30", help_heading = WORKERS)]
     pub timeout: u64,
@@ -453,10 +463,8 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("ssl_version", TLS),
         ("suppress_ragged_eofs", TLS),
         ("do_handshake_on_connect", TLS),
-        ("worker_connections", NOT_YET),
         ("max_requests", NOT_YET),
         ("max_requests_jitter", NOT_YET),
-        ("timeout", NOT_YET),
         ("reload", NOT_YET),
         ("reload_engine", NOT_YET),
         ("reload_extra_files", NOT_YET),

@@ -95,6 +95,8 @@ pub struct ServerSettings {
     pub graceful_timeout: Duration,
     pub limits: RequestLimits,
     pub proxy: ProxySettings,
+    /// The most client connections open at once; more wait in the listen backlog.
+    pub worker_connections: usize,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -182,6 +184,10 @@ pub struct PoolSettings {
     pub size: usize,
     pub workers: u32,
     pub threads: u32,
+    /// `--queue-size`: `None` when only `--worker-connections` bounds the queue.
+    pub queue_limit: Option<usize>,
+    /// `--timeout`: `None` when 0.
+    pub timeout: Option<Duration>,
 }
 
 /// Where logs go.
@@ -379,10 +385,11 @@ fn resolve(
         workers,
         worker_class,
         threads,
-        worker_connections: _,
+        worker_connections,
         max_requests: _,
         max_requests_jitter: _,
-        timeout: _,
+        timeout,
+        queue_size,
         graceful_timeout,
         keepalive,
         limit_request_line,
@@ -509,6 +516,7 @@ fn resolve(
                 limit_request_fields,
                 limit_request_field_size,
             ),
+            worker_connections: worker_connections as usize,
             proxy: ProxySettings {
                 forwarded_allow: AllowList::parse(&forwarded_allow_ips),
                 secure_scheme_headers: secure_scheme_headers.0,
@@ -528,6 +536,8 @@ fn resolve(
             size: (workers as usize).saturating_mul(threads as usize),
             workers,
             threads,
+            queue_limit: (queue_size > 0).then_some(queue_size),
+            timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
         },
         log: LogSettings {
             level: loglevel,
@@ -733,14 +743,14 @@ mod tests {
     #[test]
     fn unsupported_settings_are_noted_when_set() {
         let s = load_with(
-            &["--timeout", "60", "--worker-tmp-dir", "/dev/shm", "m"],
+            &["--max-requests", "60", "--worker-tmp-dir", "/dev/shm", "m"],
             &env(),
         )
         .unwrap();
         assert_eq!(
             s.notes,
             [
-                "setting timeout is accepted but not yet supported",
+                "setting max_requests is accepted but not yet supported",
                 "setting worker_tmp_dir has no effect in ferrocorn: ferrocorn has no worker \
                  heartbeat files",
             ]

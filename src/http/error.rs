@@ -1,7 +1,7 @@
 //! Every way a request ends in an error page, each with its status in one match beside it.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use http::{Response, StatusCode};
 
 use super::guard::Reject;
@@ -20,6 +20,12 @@ pub enum RequestError {
     /// The pool stopped taking jobs (shutting down).
     #[error("the server is shutting down")]
     Unavailable,
+    /// Every thread is busy and `--queue-size` requests already wait.
+    #[error("every worker thread is busy and the queue is full")]
+    Busy,
+    /// No response head within `--timeout`.
+    #[error("the application did not answer within the timeout")]
+    Timeout,
     /// The pool thread holding the request went away without answering.
     #[error("the request was dropped by its worker")]
     WorkerLost,
@@ -39,7 +45,8 @@ impl RequestError {
             RequestError::Wsgi(f) => {
                 StatusCode::from_u16(f.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            RequestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Unavailable | RequestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             RequestError::WorkerLost => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,7 +57,7 @@ impl RequestError {
         match self {
             RequestError::Rejected(_) | RequestError::Unavailable => true,
             RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_) | Failure::BadHeaders(_)),
-            RequestError::WorkerLost => false,
+            RequestError::WorkerLost | RequestError::Busy | RequestError::Timeout => false,
         }
     }
 
@@ -68,6 +75,10 @@ impl RequestError {
         h.insert(SERVER, HeaderValue::from_static("ferrocorn"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        if matches!(self, RequestError::Busy) {
+            // Clients and proxies that honour it come back instead of hammering a full queue.
+            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.closes() {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

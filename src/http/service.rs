@@ -16,13 +16,15 @@ use super::error::RequestError;
 use super::guard::Notes;
 use super::request_body::IncomingReader;
 use super::response_body::ResponseBody;
-use crate::pool::Submitter;
+use crate::pool::{SubmitError, Submitter};
 use crate::wsgi::{self, Answer, ConnInfo, HeadBody, Reply};
 
 /// What every connection shares.
 pub struct Shared {
     pub pool: Submitter<wsgi::Request>,
     pub runtime: Handle,
+    /// `--timeout`: how long a request may wait for its response head.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What the server layer knows about a connection, in plain types.
@@ -114,11 +116,18 @@ async fn handle(
         reply,
         received,
     };
-    shared
-        .pool
-        .submit(job)
-        .map_err(|_| RequestError::Unavailable)?;
-    let head = match head_rx.await {
+    shared.pool.submit(job).map_err(|e| match e {
+        SubmitError::Full => RequestError::Busy,
+        SubmitError::Closed => RequestError::Unavailable,
+    })?;
+    let answer = match shared.timeout {
+        // Dropping the receiver also tells the app's thread nobody waits for its head.
+        Some(limit) => tokio::time::timeout(limit, head_rx)
+            .await
+            .map_err(|_| RequestError::Timeout)?,
+        None => head_rx.await,
+    };
+    let head = match answer {
         Ok(Answer::Head(head)) => head,
         Ok(Answer::Failed(failure)) => return Err(failure.into()),
         Err(_) => return Err(RequestError::WorkerLost),

@@ -77,6 +77,13 @@ impl Handler for WsgiWorker {
         })
     }
 
+    fn describe(&self, job: &wsgi::Request) -> String {
+        match &job.raw_target {
+            Some(raw) => format!("{} {raw}", job.parts.method),
+            None => format!("{} {}", job.parts.method, job.parts.uri),
+        }
+    }
+
     fn needs_finish(&self) -> bool {
         self.access.is_some()
     }

@@ -17,7 +17,7 @@ use crate::http::guard::Limits;
 use crate::http::{Shared, WsgiWorker};
 use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolOptions};
 use crate::server::{self, ConnOptions};
 use crate::wsgi::{self, HeaderPolicy, Statics};
 
@@ -71,7 +71,12 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
     tracing::info!("Using worker: threads");
 
     let pool = Pool::start(
-        settings.pool.size,
+        PoolOptions {
+            size: settings.pool.size,
+            queue_limit: settings.pool.queue_limit,
+            timeout: settings.pool.timeout,
+            grace: settings.server.graceful_timeout,
+        },
         Arc::new(WsgiWorker::new(app, statics, access)),
     )
     .map_err(|err| StartupError::Io {
@@ -93,12 +98,14 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             fields: settings.server.limits.fields,
             field_size: settings.server.limits.field_size,
         },
+        max_connections: settings.server.worker_connections,
     };
     let graceful_timeout = settings.server.graceful_timeout;
     let clean = py.detach(move || -> Result<bool, StartupError> {
         let shared = Arc::new(Shared {
             pool: pool.submitter(),
             runtime: runtime.handle().clone(),
+            timeout: settings.pool.timeout,
         });
         let drained = runtime
             .block_on(server::serve(bound, shared, opts, signals.stop_requested()))

@@ -10,14 +10,16 @@
 
 mod queue;
 mod thread;
+mod watchdog;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pyo3::Python;
 
-use queue::Queue;
+use queue::{PushError, Queue};
+pub use watchdog::RequestTimeout;
 
 /// What the pool threads run.
 pub trait Handler: Send + Sync + 'static {
@@ -30,13 +32,33 @@ pub trait Handler: Send + Sync + 'static {
     fn needs_finish(&self) -> bool;
     /// Runs after `handle` (access logging).
     fn finish(&self, done: Self::Done);
+    /// A short description of a job for the timeout log (`GET /path`).
+    fn describe(&self, job: &Self::Job) -> String;
+}
+
+/// How the pool runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Threads (`workers × threads`).
+    pub size: usize,
+    /// The most jobs waiting for a thread; beyond it `submit` says `Full`.
+    pub queue_limit: Option<usize>,
+    /// How long a job may run before it is interrupted (`--timeout`); `None` never.
+    pub timeout: Option<Duration>,
+    /// How long an interrupted job has to give its thread back before the thread is abandoned
+    /// and replaced (`--graceful-timeout`).
+    pub grace: Duration,
 }
 
 /// A running pool.
 pub struct Pool<J> {
     queue: Arc<Queue<J>>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Threads,
+    watchdog: Option<watchdog::Watchdog>,
 }
+
+/// Every pool thread ever started, with the slot through which it reports what it runs.
+type Threads = Arc<Mutex<Vec<(JoinHandle<()>, Arc<thread::Slot>)>>>;
 
 /// The sending side, cloned into every connection.
 pub struct Submitter<J> {
@@ -51,27 +73,53 @@ impl<J> Clone for Submitter<J> {
     }
 }
 
-/// The pool is shutting down.
-#[derive(Debug, thiserror::Error)]
-#[error("the worker pool is closed")]
-pub struct Closed;
+/// Why a job was not taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the worker pool is closed")]
+    Closed,
+    #[error("every worker thread is busy and the queue is full")]
+    Full,
+}
 
 impl<J: Send + 'static> Submitter<J> {
     /// Queues a job. Never blocks: each connection has at most one request in flight, so the
-    /// queue is bounded by the number of connections.
-    pub fn submit(&self, job: J) -> Result<(), Closed> {
-        self.queue.push(job).map_err(|_| Closed)
+    /// queue is bounded by the number of connections, and by `queue_limit` when set.
+    pub fn submit(&self, job: J) -> Result<(), SubmitError> {
+        self.queue.push(job).map_err(|e| match e {
+            PushError::Closed => SubmitError::Closed,
+            PushError::Full => SubmitError::Full,
+        })
     }
 }
 
 impl<J: Send + 'static> Pool<J> {
-    /// Starts `size` threads running `handler`.
-    pub fn start<H: Handler<Job = J>>(size: usize, handler: Arc<H>) -> std::io::Result<Pool<J>> {
-        let queue = Arc::new(Queue::new());
-        let threads = (0..size.max(1))
-            .map(|i| thread::spawn(i, queue.clone(), handler.clone()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Pool { queue, threads })
+    /// Starts the threads running `handler`, and the watchdog when there is a timeout.
+    pub fn start<H: Handler<Job = J>>(
+        opts: PoolOptions,
+        handler: Arc<H>,
+    ) -> std::io::Result<Pool<J>> {
+        let queue = Arc::new(Queue::with_limit(opts.queue_limit));
+        let threads: Threads = Arc::default();
+        let watched = opts.timeout.is_some();
+        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone(), watched);
+        for _ in 0..opts.size.max(1) {
+            spawner.spawn()?;
+        }
+        let watchdog = match opts.timeout {
+            Some(timeout) => Some(watchdog::Watchdog::start(
+                timeout,
+                opts.grace,
+                threads.clone(),
+                spawner,
+            )?),
+            None => None,
+        };
+        Ok(Pool {
+            queue,
+            threads,
+            watchdog,
+        })
     }
 
     pub fn submitter(&self) -> Submitter<J> {
@@ -81,19 +129,27 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Stops taking jobs and waits up to `timeout` for the threads to finish what they hold.
-    /// Returns whether every thread exited.
+    /// Returns whether every thread exited (abandoned threads never count as exited).
     pub fn shutdown(self, timeout: Duration) -> bool {
+        if let Some(w) = self.watchdog {
+            w.stop();
+        }
         self.queue.close();
         let deadline = Instant::now() + timeout;
-        while self.threads.iter().any(|t| !t.is_finished()) {
+        let all_done = || {
+            let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+            threads.iter().all(|(t, _)| t.is_finished())
+        };
+        while !all_done() {
             if Instant::now() >= deadline {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.threads.into_iter().for_each(|t| {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for (t, _) in threads {
             let _ = t.join();
-        });
+        }
         true
     }
 }

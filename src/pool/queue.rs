@@ -13,6 +13,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 pub(super) struct Queue<J> {
     state: Mutex<State<J>>,
     wake: Condvar,
+    /// The most jobs waiting for a thread; `None` for no bound beyond the connection cap.
+    limit: Option<usize>,
 }
 
 struct State<J> {
@@ -24,12 +26,22 @@ struct State<J> {
     closed: bool,
 }
 
-/// The queue no longer takes jobs.
-#[derive(Debug)]
-pub(super) struct QueueClosed;
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PushError {
+    /// The queue no longer takes jobs.
+    Closed,
+    /// `limit` jobs are already waiting.
+    Full,
+}
 
 impl<J> Queue<J> {
+    #[cfg(test)]
     pub(super) fn new() -> Queue<J> {
+        Queue::with_limit(None)
+    }
+
+    pub(super) fn with_limit(limit: Option<usize>) -> Queue<J> {
         let state = State {
             jobs: VecDeque::new(),
             sleeping: 0,
@@ -40,6 +52,7 @@ impl<J> Queue<J> {
         Queue {
             state: Mutex::new(state),
             wake: Condvar::new(),
+            limit,
         }
     }
 
@@ -57,10 +70,13 @@ impl<J> Queue<J> {
         }
     }
 
-    pub(super) fn push(&self, job: J) -> Result<(), QueueClosed> {
+    pub(super) fn push(&self, job: J) -> Result<(), PushError> {
         let mut st = self.lock();
         if st.closed {
-            return Err(QueueClosed);
+            return Err(PushError::Closed);
+        }
+        if self.limit.is_some_and(|limit| st.jobs.len() >= limit) {
+            return Err(PushError::Full);
         }
         st.jobs.push_back(job);
         if st.standby == 0 {
@@ -164,6 +180,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bounded_queue_refuses_past_its_limit() {
+        let q: Queue<u32> = Queue::with_limit(Some(2));
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        assert_eq!(q.push(3), Err(PushError::Full));
+        q.join();
+        assert_eq!(q.take(), Some(1));
+        q.push(3).unwrap();
+    }
+
+    #[test]
     fn sleepers_wake_for_jobs_and_exit_on_close() {
         let q: Arc<Queue<u32>> = Arc::new(Queue::new());
         let worker = {
@@ -189,7 +216,7 @@ mod tests {
             std::thread::yield_now();
         }
         q.close();
-        assert!(q.push(7).is_err());
+        assert_eq!(q.push(7), Err(PushError::Closed));
         assert_eq!(worker.join().unwrap(), (0..100).collect::<Vec<_>>());
     }
 }

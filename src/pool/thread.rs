@@ -1,49 +1,166 @@
 //! One pool thread: attach to Python once, then serve the queue while holding the GIL and
 //! detach to sleep when it is empty. A panic in a job is caught so the thread, and the pool,
-//! keep serving.
+//! keep serving. Each thread reports what it runs in its `Slot`, which the watchdog reads; a
+//! thread whose slot was abandoned (its job overran `--timeout` and ignored the interruption)
+//! exits as soon as the job gives it back, its replacement having already taken its place.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use pyo3::Python;
+use pyo3::prelude::*;
 
 use super::queue::Queue;
-use super::Handler;
+use super::{Handler, Threads};
 
 /// Python code can recurse deeply (Django templates); give threads the stack CPython's own
 /// threads get on Linux.
 const STACK_SIZE: usize = 8 * 1024 * 1024;
 
-pub(super) fn spawn<H: Handler>(
-    index: usize,
-    queue: Arc<Queue<H::Job>>,
-    handler: Arc<H>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("ferrocorn-py-{index}"))
-        .stack_size(STACK_SIZE)
-        .spawn(move || run(&queue, &*handler))
+/// What one pool thread is doing, shared with the watchdog.
+pub(super) struct Slot {
+    pub(super) index: usize,
+    /// `threading.get_ident()` of the thread, for its stack and for interrupting it.
+    pub(super) ident: AtomicU64,
+    state: Mutex<SlotState>,
 }
 
-fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H) {
-    queue.join();
-    Python::attach(|py| loop {
-        while let Some(job) = queue.take() {
-            match catch_unwind(AssertUnwindSafe(|| handler.handle(py, job))) {
-                Ok(done) if handler.needs_finish() => py.detach(|| handler.finish(done)),
-                Ok(_) => {}
-                Err(_) => tracing::error!("a pool thread caught a panic while serving a request"),
-            }
-            queue.back_on_standby();
+#[derive(Default)]
+pub(super) struct SlotState {
+    pub(super) running: Option<Running>,
+    /// The watchdog gave up on this thread; it exits once its job returns.
+    pub(super) abandoned: bool,
+    /// Jobs started, so the watchdog can tell one job from the next.
+    pub(super) started: u64,
+}
+
+/// The job a thread is running.
+pub(super) struct Running {
+    pub(super) seq: u64,
+    pub(super) since: Instant,
+    pub(super) what: String,
+    /// When the watchdog raised `RequestTimeout` in it.
+    pub(super) interrupted: Option<Instant>,
+}
+
+impl Slot {
+    pub(super) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Starts pool threads; kept by the watchdog to start replacements.
+pub(super) struct Spawner<H: Handler> {
+    queue: Arc<Queue<H::Job>>,
+    handler: Arc<H>,
+    threads: Threads,
+    next: AtomicUsize,
+    /// Whether a watchdog reads the slots (then jobs are described as they start).
+    watched: bool,
+}
+
+impl<H: Handler> Spawner<H> {
+    pub(super) fn new(
+        queue: Arc<Queue<H::Job>>,
+        handler: Arc<H>,
+        threads: Threads,
+        watched: bool,
+    ) -> Self {
+        Spawner {
+            queue,
+            handler,
+            threads,
+            next: AtomicUsize::new(0),
+            watched,
         }
-        // Before sleeping, let the I/O threads run once: on a busy core they queue the next
-        // requests while this thread is still awake, which spares a wake-up per request.
-        if !py.detach(|| {
-            std::thread::yield_now();
-            queue.sleep()
-        }) {
-            return;
+    }
+
+    pub(super) fn spawn(&self) -> std::io::Result<()> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            index,
+            ident: AtomicU64::new(0),
+            state: Mutex::default(),
+        });
+        let (queue, handler, thread_slot, watched) = (
+            self.queue.clone(),
+            self.handler.clone(),
+            slot.clone(),
+            self.watched,
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("ferrocorn-py-{index}"))
+            .stack_size(STACK_SIZE)
+            .spawn(move || run(&queue, &*handler, &thread_slot, watched))?;
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((handle, slot));
+        Ok(())
+    }
+}
+
+fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Slot, watched: bool) {
+    queue.join();
+    Python::attach(|py| {
+        if let Ok(ident) = py
+            .import("threading")
+            .and_then(|t| t.call_method0("get_ident")?.extract::<u64>())
+        {
+            slot.ident.store(ident, Ordering::Relaxed);
+        }
+        loop {
+            while let Some(job) = queue.take() {
+                if watched {
+                    let mut st = slot.lock();
+                    st.started += 1;
+                    st.running = Some(Running {
+                        seq: st.started,
+                        since: Instant::now(),
+                        what: handler.describe(&job),
+                        interrupted: None,
+                    });
+                }
+                let done = catch_unwind(AssertUnwindSafe(|| handler.handle(py, job)));
+                let abandoned = watched && {
+                    let mut st = slot.lock();
+                    if st
+                        .running
+                        .take()
+                        .is_some_and(|job| job.interrupted.is_some())
+                    {
+                        // The job may have ended before Python noticed the exception; it must
+                        // not surface in the next one.
+                        super::watchdog::set_async_exc(
+                            py,
+                            slot.ident.load(Ordering::Relaxed),
+                            false,
+                        );
+                    }
+                    st.abandoned
+                };
+                match done {
+                    Ok(done) if handler.needs_finish() => py.detach(|| handler.finish(done)),
+                    Ok(_) => {}
+                    Err(_) => {
+                        tracing::error!("a pool thread caught a panic while serving a request")
+                    }
+                }
+                if abandoned {
+                    tracing::info!("Abandoned worker thread {} exits", slot.index);
+                    return;
+                }
+                queue.back_on_standby();
+            }
+            // Before sleeping, let the I/O threads run once: on a busy core they queue the next
+            // requests while this thread is still awake, which spares a wake-up per request.
+            if !py.detach(|| {
+                std::thread::yield_now();
+                queue.sleep()
+            }) {
+                return;
+            }
         }
     });
 }

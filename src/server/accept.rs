@@ -10,7 +10,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::http::guard::{Limits, Notes};
 use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
@@ -24,6 +24,8 @@ pub(super) struct Ctx {
     pub stop: watch::Receiver<bool>,
     /// Held by each connection task until it ends.
     pub drain: mpsc::Sender<()>,
+    /// One permit per open connection (`--worker-connections`), shared by every listener.
+    pub permits: Arc<Semaphore>,
 }
 
 /// A listening socket of either kind, yielding streams and what the service must know of them.
@@ -61,10 +63,20 @@ impl Accept for UnixBound {
     }
 }
 
-/// Accepts until the server stops, one task per connection.
+/// Accepts until the server stops, one task per connection. At the connection cap it stops
+/// accepting until a connection ends: new clients wait in the listen backlog instead of being
+/// refused.
 pub(super) async fn run<L: Accept>(listener: L, ctx: Arc<Ctx>) {
     let mut stop = ctx.stop.clone();
     loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            p = ctx.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
@@ -72,7 +84,7 @@ pub(super) async fn run<L: Accept>(listener: L, ctx: Arc<Ctx>) {
         };
         match accepted {
             Ok((stream, meta)) => {
-                tokio::spawn(connection(stream, meta, ctx.clone()));
+                tokio::spawn(connection(stream, meta, ctx.clone(), permit));
             }
             Err(err) => backoff(err).await,
         }
@@ -89,7 +101,7 @@ async fn backoff(err: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-async fn connection<S>(stream: S, meta: ConnMeta, ctx: Arc<Ctx>)
+async fn connection<S>(stream: S, meta: ConnMeta, ctx: Arc<Ctx>, _permit: OwnedSemaphorePermit)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -35,6 +35,8 @@ pub struct ConnOptions {
     pub graceful_timeout: Duration,
     /// Request-head limits the guard enforces on every connection.
     pub limits: Limits,
+    /// The most connections open at once (`--worker-connections`).
+    pub max_connections: usize,
 }
 
 /// Serves until `stop` resolves. Returns whether every connection finished in time.
@@ -60,6 +62,7 @@ pub async fn serve(
         http,
         shared,
         limits: opts.limits,
+        permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
         stop: stop_rx,
         drain: drain_tx,
     });

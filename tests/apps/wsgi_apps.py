@@ -318,6 +318,26 @@ def slow(environ, start_response):
     return _text(start_response, f"slept {seconds}")
 
 
+def spin(environ, start_response):
+    """Runs Python bytecode for ?s= seconds (interruptible, unlike time.sleep)."""
+    end = time.monotonic() + float(_query(environ).get("s", "1"))
+    while time.monotonic() < end:
+        pass
+    return _text(start_response, "spun")
+
+
+def stubborn(environ, start_response):
+    """Spins ?s= seconds and swallows every exception raised into it, even BaseException."""
+    end = time.monotonic() + float(_query(environ).get("s", "1"))
+    while time.monotonic() < end:
+        try:
+            while time.monotonic() < end:
+                pass
+        except BaseException:  # noqa: BLE001, S110 - the point is to ignore RequestTimeout
+            pass
+    return _text(start_response, "survived")
+
+
 def status_app(environ, start_response):
     q = _query(environ)
     code = int(q.get("code", "200"))
@@ -485,6 +505,8 @@ ROUTES = {
     "write": write_app,
     "file": file_app,
     "slow": slow,
+    "spin": spin,
+    "stubborn": stubborn,
     "closing": closing,
     "input": input_app,
     "status": status_app,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use _ferrocorn::config::{self, BindAddr};
 use _ferrocorn::http::{Shared, WsgiWorker};
-use _ferrocorn::pool::Pool;
+use _ferrocorn::pool::{Pool, PoolOptions};
 use _ferrocorn::server::{self, ConnOptions, Kind, Stop};
 use _ferrocorn::wsgi::{HeaderPolicy, Statics};
 use pyo3::prelude::*;
@@ -57,7 +57,13 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
     let Kind::Tcp(addr) = bound[0].kind.clone() else {
         panic!("tcp")
     };
-    let pool = Pool::start(threads, Arc::new(WsgiWorker::new(app, statics, None))).unwrap();
+    let opts = PoolOptions {
+        size: threads,
+        queue_limit: None,
+        timeout: None,
+        grace: Duration::from_secs(5),
+    };
+    let pool = Pool::start(opts, Arc::new(WsgiWorker::new(app, statics, None))).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -68,11 +74,13 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let shared = Arc::new(Shared {
             pool: pool.submitter(),
             runtime: rt.handle().clone(),
+            timeout: None,
         });
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),
             graceful_timeout: Duration::from_secs(5),
             limits: Default::default(),
+            max_connections: 1000,
         };
         rt.block_on(server::serve(bound, shared, opts, async {
             rx.await.unwrap_or(Stop::Quick)

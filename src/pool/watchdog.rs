@@ -1,0 +1,158 @@
+//! `--timeout`: a request that runs past it is interrupted, and its thread replaced if it does
+//! not let go. gunicorn's threaded worker has no per-request timeout (gunicorn#2086); here a
+//! watchdog thread reads every pool thread's slot a few times per timeout. An overdue job is
+//! logged (`WORKER TIMEOUT`, what it was serving and the thread's Python stack) and interrupted
+//! by raising `RequestTimeout` in its thread. If the thread is still in the same job a
+//! `--graceful-timeout` later, it is abandoned and a replacement thread is started, so the pool
+//! keeps its size. Answering the client (504) is the HTTP side's business, not this module's.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::PyTypeInfo;
+
+use super::thread::{Slot, Spawner};
+use super::{Handler, Threads};
+
+pyo3::create_exception!(
+    ferrocorn,
+    RequestTimeout,
+    pyo3::exceptions::PyBaseException,
+    "Raised inside a request that ran past ferrocorn's --timeout. It derives from BaseException \
+     so that `except Exception` in the app does not swallow it."
+);
+
+pub(super) struct Watchdog {
+    stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Watchdog {
+    pub(super) fn start<H: Handler>(
+        timeout: Duration,
+        grace: Duration,
+        threads: Threads,
+        spawner: Spawner<H>,
+    ) -> std::io::Result<Watchdog> {
+        let (stop, stopped) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("ferrocorn-watchdog".into())
+            .spawn(move || watch(timeout, grace, &threads, &spawner, &stopped))?;
+        Ok(Watchdog { stop, handle })
+    }
+
+    pub(super) fn stop(self) {
+        drop(self.stop);
+        let _ = self.handle.join();
+    }
+}
+
+fn watch<H: Handler>(
+    timeout: Duration,
+    grace: Duration,
+    threads: &Threads,
+    spawner: &Spawner<H>,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+        let now = Instant::now();
+        let mut overdue = Vec::new();
+        let mut abandoned = Vec::new();
+        for (_, slot) in threads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let mut st = slot.lock();
+            if st.abandoned {
+                continue;
+            }
+            let Some(job) = st.running.as_mut() else {
+                continue;
+            };
+            match job.interrupted {
+                None if now.duration_since(job.since) >= timeout => {
+                    job.interrupted = Some(now);
+                    overdue.push((slot.clone(), job.seq, job.what.clone()));
+                }
+                Some(at) if now.duration_since(at) >= grace => {
+                    let what = job.what.clone();
+                    st.abandoned = true;
+                    abandoned.push((slot.clone(), what));
+                }
+                _ => {}
+            }
+        }
+        for (slot, seq, what) in overdue {
+            interrupt(&slot, seq, &what, timeout);
+        }
+        for (slot, what) in abandoned {
+            tracing::error!(
+                "Worker thread {} is still serving {what} {} s after it was interrupted: \
+                 abandoning it and starting a replacement",
+                slot.index,
+                grace.as_secs()
+            );
+            if let Err(err) = spawner.spawn() {
+                tracing::error!("Cannot start a replacement worker thread: {err}");
+            }
+        }
+    }
+}
+
+/// Logs the overdue job with its thread's stack and raises `RequestTimeout` in that thread.
+fn interrupt(slot: &Arc<Slot>, seq: u64, what: &str, timeout: Duration) {
+    Python::attach(|py| {
+        // With the GIL held, the slot's thread cannot start another job (it takes jobs
+        // attached), so if the slot still shows this job, the exception lands in it.
+        let still_running = slot
+            .lock()
+            .running
+            .as_ref()
+            .is_some_and(|job| job.seq == seq);
+        if !still_running {
+            return;
+        }
+        let ident = slot.ident.load(std::sync::atomic::Ordering::Relaxed);
+        let stack = stack_of(py, ident).unwrap_or_else(|err| format!("(no stack: {err})\n"));
+        tracing::error!(
+            "WORKER TIMEOUT (pid:{}) {what} ran past the {} s timeout in worker thread {}; \
+             raising RequestTimeout in it. Its stack:\n{}",
+            std::process::id(),
+            timeout.as_secs(),
+            slot.index,
+            stack.trim_end()
+        );
+        set_async_exc(py, ident, true);
+    });
+}
+
+/// The thread's Python stack, as `traceback.format_stack` prints it.
+fn stack_of(py: Python<'_>, ident: u64) -> PyResult<String> {
+    let frames = py.import("sys")?.call_method0("_current_frames")?;
+    let Some(frame) = frames
+        .call_method1("get", (ident,))
+        .ok()
+        .filter(|f| !f.is_none())
+    else {
+        return Ok("(the thread is not running Python code)\n".into());
+    };
+    let lines: Vec<String> = py
+        .import("traceback")?
+        .call_method1("format_stack", (frame,))?
+        .extract()?;
+    Ok(lines.concat())
+}
+
+/// Raises (`raise_it`) or clears a pending `RequestTimeout` in the thread `ident`.
+pub(super) fn set_async_exc(py: Python<'_>, ident: u64, raise_it: bool) {
+    let exc = if raise_it {
+        RequestTimeout::type_object_raw(py).cast::<pyo3::ffi::PyObject>()
+    } else {
+        std::ptr::null_mut()
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: the GIL is held (`py`), `exc` is a type object that lives as long as the
+    // interpreter (or NULL, which clears a pending exception), and CPython checks `ident`.
+    let _ = unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::os::raw::c_long, exc) };
+}

@@ -1,0 +1,127 @@
+"""Hostile clients and broken apps: --timeout (504, WORKER TIMEOUT with the
+Python stack, RequestTimeout raised in the app, a stuck thread replaced),
+--queue-size (503 with Retry-After), and --worker-connections (new clients
+wait in the backlog instead of being refused)."""
+
+import selectors
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from helpers import IS_GUNICORN, RawConnection
+
+pytestmark = pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's own limits")
+
+
+def get(url, timeout=30):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+# -- --timeout -------------------------------------------------------------------------
+
+
+def test_a_request_past_the_timeout_gets_504_and_a_worker_timeout_log(server_factory):
+    server = server_factory("wsgi_apps", ["--timeout", "1", "--threads", "1"])
+    started = time.monotonic()
+    status, _, _ = get(f"{server.url}/spin?s=20")
+    assert status == 504
+    assert time.monotonic() - started < 10
+    line = server.wait_for_log(r"WORKER TIMEOUT \(pid:\d+\) GET /spin\?s=20 ran past").string
+    assert "raising RequestTimeout" in line
+    # The stack of the stuck thread follows, down to the app's own line.
+    server.wait_for_log(r"in spin$")
+    # The exception freed the only thread: the server keeps serving at once.
+    assert get(f"{server.url}/x", timeout=5)[0] == 200
+    assert "Abandoned" not in server.err_text()
+
+
+def test_the_app_sees_request_timeout_raised_in_its_thread(server_factory):
+    server = server_factory("wsgi_apps", ["--timeout", "1", "--threads", "1"])
+    assert get(f"{server.url}/spin?s=20")[0] == 504
+    # The interrupted app's exception is logged like any error the app raises.
+    server.wait_for_log(r"RequestTimeout")
+
+
+def test_a_thread_that_ignores_the_timeout_is_replaced(server_factory):
+    server = server_factory(
+        "wsgi_apps", ["--timeout", "1", "--graceful-timeout", "1", "--threads", "1"]
+    )
+    assert get(f"{server.url}/stubborn?s=15")[0] == 504
+    server.wait_for_log(r"abandoning it and starting a replacement")
+    # The replacement serves while the stubborn thread still spins.
+    started = time.monotonic()
+    assert get(f"{server.url}/x", timeout=10)[0] == 200
+    assert time.monotonic() - started < 5
+
+
+def test_timeout_zero_lets_requests_run(server_factory):
+    server = server_factory("wsgi_apps", ["--timeout", "0"])
+    assert get(f"{server.url}/slow?s=1.5")[:2] == (200, b"slept 1.5")
+
+
+# -- --queue-size ----------------------------------------------------------------------
+
+
+def test_beyond_the_queue_the_server_answers_503_with_retry_after(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "1", "--queue-size", "1"])
+    # Hold the only thread for two seconds.
+    holder = RawConnection(server.port)
+    holder.send(b"GET /slow?s=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.wait_for_log(r"slow request started")
+
+    # Of two more requests one waits in the queue and the other finds it full; which one
+    # depends on which the server submits first, so wait for whichever answers.
+    conns = [RawConnection(server.port) for _ in range(2)]
+    for i, conn in enumerate(conns):
+        conn.send(f"GET /q{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    with selectors.DefaultSelector() as sel:
+        for conn in conns:
+            sel.register(conn.sock, selectors.EVENT_READ, conn)
+        ready = sel.select(timeout=10)
+    assert len(ready) == 1, "exactly one request is refused at once"
+    refused = ready[0][0].data
+    resp = refused.read_response()
+    assert resp.status == 503
+    assert ("Retry-After", "1") in [(k.title(), v) for k, v in resp.headers]
+
+    # The queued one is served as soon as the thread is free.
+    assert holder.read_response().status == 200
+    queued = next(c for c in conns if c is not refused)
+    assert queued.read_response().status == 200
+    for conn in (holder, *conns):
+        conn.close()
+
+
+# -- --worker-connections --------------------------------------------------------------
+
+
+def test_past_worker_connections_new_clients_wait_instead_of_failing(server_factory):
+    server = server_factory(
+        "wsgi_apps", ["--worker-connections", "2", "--keep-alive", "30", "--threads", "2"]
+    )
+    held = []
+    for _ in range(2):
+        conn = RawConnection(server.port)
+        conn.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.read_response().status == 200
+        held.append(conn)  # idle keep-alive connections that count against the cap
+
+    third = socket.create_connection((server.host, server.port), timeout=10)
+    third.sendall(b"GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    third.settimeout(1.0)
+    with pytest.raises(TimeoutError):
+        third.recv(1)  # connected (kernel backlog) but not accepted: no answer yet
+    held[0].close()
+    third.settimeout(10)
+    data = b""
+    while chunk := third.recv(65536):
+        data += chunk
+    third.close()
+    held[1].close()
+    assert data.startswith(b"HTTP/1.1 200 ")
