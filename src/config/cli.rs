@@ -141,6 +141,13 @@ pub struct Cli {
           default_value = "8190", help_heading = SECURITY)]
     pub limit_request_field_size: usize,
 
+    /// The largest request body in bytes: a larger `Content-Length` is answered 413 before the
+    /// app runs, and a chunked body that grows past it fails the app's read (413 if no response
+    /// started). 0 means no limit. Default is 0.
+    #[arg(long, value_name = "INT", value_parser = uint::<u64>, default_value = "0",
+          help_heading = SECURITY)]
+    pub limit_request_body: u64,
+
     // ---- Debugging ----
     /// Restart the app when its code changes. Default is off.
     #[arg(long, help_heading = DEBUGGING)]

@@ -97,6 +97,8 @@ pub struct ServerSettings {
     pub proxy: ProxySettings,
     /// The most client connections open at once; more wait in the listen backlog.
     pub worker_connections: usize,
+    /// `--limit-request-body`; `None` when 0.
+    pub limit_request_body: Option<u64>,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -395,6 +397,7 @@ fn resolve(
         limit_request_line,
         limit_request_fields,
         limit_request_field_size,
+        limit_request_body,
         reload: _,
         reload_engine: _,
         reload_extra_files: _,
@@ -517,6 +520,7 @@ fn resolve(
                 limit_request_field_size,
             ),
             worker_connections: worker_connections as usize,
+            limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
             proxy: ProxySettings {
                 forwarded_allow: AllowList::parse(&forwarded_allow_ips),
                 secure_scheme_headers: secure_scheme_headers.0,

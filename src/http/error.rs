@@ -56,7 +56,10 @@ impl RequestError {
     fn closes(&self) -> bool {
         match self {
             RequestError::Rejected(_) | RequestError::Unavailable => true,
-            RequestError::Wsgi(f) => matches!(f, Failure::BadBody(_) | Failure::BadHeaders(_)),
+            RequestError::Wsgi(f) => matches!(
+                f,
+                Failure::BadBody(_) | Failure::BadHeaders(_) | Failure::BodyTooLarge
+            ),
             RequestError::WorkerLost | RequestError::Busy | RequestError::Timeout => false,
         }
     }

@@ -16,14 +16,24 @@ pub(super) struct IncomingReader {
     runtime: Handle,
     /// Says whether a body error was the guard refusing the framing.
     notes: Arc<Notes>,
+    /// Bytes the body may still bring (`--limit-request-body`); `None` for no limit.
+    allowance: Option<u64>,
+    limit: u64,
 }
 
 impl IncomingReader {
-    pub(super) fn new(body: Incoming, runtime: Handle, notes: Arc<Notes>) -> IncomingReader {
+    pub(super) fn new(
+        body: Incoming,
+        runtime: Handle,
+        notes: Arc<Notes>,
+        limit: Option<u64>,
+    ) -> IncomingReader {
         IncomingReader {
             body,
             runtime,
             notes,
+            allowance: limit,
+            limit: limit.unwrap_or(0),
         }
     }
 }
@@ -35,7 +45,15 @@ impl BodyReader for IncomingReader {
                 None => return Ok(None),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Ok(Some(data)),
+                    Ok(data) => {
+                        // A chunked body has no length to check up front: count it as it comes.
+                        if let Some(left) = self.allowance.as_mut() {
+                            *left = left
+                                .checked_sub(data.len() as u64)
+                                .ok_or(BodyError::TooLarge(self.limit))?;
+                        }
+                        return Ok(Some(data));
+                    }
                     Err(_trailers) => continue,
                 },
                 Some(Err(err)) => {

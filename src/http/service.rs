@@ -3,8 +3,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
@@ -17,7 +19,7 @@ use super::guard::Notes;
 use super::request_body::IncomingReader;
 use super::response_body::ResponseBody;
 use crate::pool::{SubmitError, Submitter};
-use crate::wsgi::{self, Answer, ConnInfo, HeadBody, Reply};
+use crate::wsgi::{self, Answer, ConnInfo, Failure, HeadBody, Reply};
 
 /// What every connection shares.
 pub struct Shared {
@@ -25,6 +27,8 @@ pub struct Shared {
     pub runtime: Handle,
     /// `--timeout`: how long a request may wait for its response head.
     pub timeout: Option<std::time::Duration>,
+    /// `--limit-request-body`: the largest request body accepted, in bytes.
+    pub limit_request_body: Option<u64>,
 }
 
 /// What the server layer knows about a connection, in plain types.
@@ -76,25 +80,44 @@ impl AppService {
 impl hyper::service::Service<Request<Incoming>> for AppService {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = Respond;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Respond {
         let note = self.notes.next_head();
         if let Some(reject) = note.reject {
             let resp = RequestError::from(reject).into_response();
-            return Box::pin(async move { Ok(resp) });
+            return Respond(Box::pin(async move { resp }));
         }
         let shared = self.shared.clone();
         let conn = self.conn.clone();
         let notes = self.notes.clone();
-        Box::pin(async move {
-            Ok(
-                match handle(shared, conn, notes, note.raw_target, req).await {
-                    Ok(resp) => resp,
-                    Err(err) => err.into_response(),
-                },
-            )
-        })
+        Respond(Box::pin(async move {
+            match handle(shared, conn, notes, note.raw_target, req).await {
+                Ok(resp) => resp,
+                Err(err) => err.into_response(),
+            }
+        }))
+    }
+}
+
+/// The answer to one request. A panic while it is worked out is caught here and answered 500,
+/// so a bug in request handling costs that request, not the connection or the runtime.
+pub struct Respond(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>);
+
+impl Future for Respond {
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.get_mut().0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(resp)) => Poll::Ready(Ok(resp)),
+            Ok(Poll::Pending) => Poll::Pending,
+            // Never polled again: hyper takes the answer and drops the future.
+            Err(_) => {
+                tracing::error!("a panic while handling a request was caught; answering 500");
+                Poll::Ready(Ok(RequestError::WorkerLost.into_response()))
+            }
+        }
     }
 }
 
@@ -107,11 +130,25 @@ async fn handle(
 ) -> Result<Response<ResponseBody>, RequestError> {
     let received = Instant::now();
     let (parts, body) = req.into_parts();
+    if let Some(limit) = shared.limit_request_body {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(RequestError::Wsgi(Failure::BodyTooLarge));
+        }
+    }
     let (reply, head_rx) = Reply::channel();
     let job = wsgi::Request {
         parts,
         raw_target,
-        body: Box::new(IncomingReader::new(body, shared.runtime.clone(), notes)),
+        body: Box::new(IncomingReader::new(
+            body,
+            shared.runtime.clone(),
+            notes,
+            shared.limit_request_body,
+        )),
         conn,
         reply,
         received,
@@ -145,4 +182,24 @@ async fn handle(
         }
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_answering_becomes_a_500() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let respond = Respond(Box::pin(async {
+            if std::hint::black_box(true) {
+                panic!("a bug in request handling");
+            }
+            RequestError::Timeout.into_response()
+        }));
+        let resp = rt.block_on(respond).unwrap();
+        assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

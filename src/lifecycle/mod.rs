@@ -106,6 +106,7 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             pool: pool.submitter(),
             runtime: runtime.handle().clone(),
             timeout: settings.pool.timeout,
+            limit_request_body: settings.server.limit_request_body,
         });
         let drained = runtime
             .block_on(server::serve(bound, shared, opts, signals.stop_requested()))

@@ -153,3 +153,65 @@ impl<J: Send + 'static> Pool<J> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Panics on job 0 and reports every other job.
+    struct Flaky(Mutex<mpsc::Sender<u32>>);
+
+    impl Handler for Flaky {
+        type Job = u32;
+        type Done = ();
+        fn handle(&self, _py: Python<'_>, job: u32) {
+            if job == 0 {
+                panic!("a bug while serving job 0");
+            }
+            let _ = self.0.lock().unwrap().send(job);
+        }
+        fn needs_finish(&self) -> bool {
+            false
+        }
+        fn finish(&self, _: ()) {}
+        fn describe(&self, job: &u32) -> String {
+            format!("job {job}")
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_the_thread_serving() {
+        let (tx, rx) = mpsc::channel();
+        let opts = PoolOptions {
+            size: 1,
+            queue_limit: None,
+            timeout: Some(Duration::from_secs(30)),
+            grace: Duration::from_secs(1),
+        };
+        let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
+        let submit = pool.submitter();
+        submit.submit(0).unwrap();
+        submit.submit(1).unwrap();
+        submit.submit(2).unwrap();
+        let got: Vec<u32> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(got, [1, 2]);
+        assert!(pool.shutdown(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_full_queue_says_so() {
+        let (tx, _rx) = mpsc::channel();
+        let opts = PoolOptions {
+            size: 1,
+            queue_limit: Some(0),
+            timeout: None,
+            grace: Duration::from_secs(1),
+        };
+        let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
+        assert_eq!(pool.submitter().submit(5), Err(SubmitError::Full));
+        assert!(pool.shutdown(Duration::from_secs(10)));
+    }
+}

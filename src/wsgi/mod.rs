@@ -51,6 +51,9 @@ pub enum BodyError {
     /// The body is malformed (bad chunk framing, say): the client gets a 400.
     #[error("invalid request body: {0}")]
     Malformed(String),
+    /// The body grew past `--limit-request-body`: the client gets a 413.
+    #[error("request body larger than {0} bytes (--limit-request-body)")]
+    TooLarge(u64),
 }
 
 /// The request body, pulled by `wsgi.input` on a pool thread with Python detached.
@@ -129,6 +132,9 @@ pub enum Failure {
     /// The request body could not be read (bad chunk framing, say).
     #[error("invalid request body: {0}")]
     BadBody(String),
+    /// The request body is larger than `--limit-request-body` allows.
+    #[error("request body too large")]
+    BodyTooLarge,
     /// The path is outside the mount point named by `SCRIPT_NAME`.
     #[error("path outside SCRIPT_NAME")]
     OutsideScriptName,
@@ -142,6 +148,7 @@ impl Failure {
         match self {
             Failure::App => 500,
             Failure::BadBody(_) | Failure::BadHeaders(_) => 400,
+            Failure::BodyTooLarge => 413,
             Failure::OutsideScriptName => 404,
         }
     }

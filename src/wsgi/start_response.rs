@@ -16,7 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::input::BodyFailure;
-use super::{Answer, BodyChunk, Failure, HeadBody, ResponseHead};
+use super::{Answer, BodyChunk, BodyError, Failure, HeadBody, ResponseHead};
 
 /// Why a chunk could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,10 @@ impl StartResponse {
     /// too: if the client is still there (it may only have shut its write side), it waits.
     fn body_failure(&self) -> Option<Failure> {
         let failure = self.body_failure.lock().ok()?;
-        failure.as_ref().map(|e| Failure::BadBody(e.to_string()))
+        failure.as_ref().map(|e| match e {
+            BodyError::TooLarge(_) => Failure::BodyTooLarge,
+            e => Failure::BadBody(e.to_string()),
+        })
     }
 
     /// Sends the head, deciding how the body follows. `first` is the first body bytes (`end`:

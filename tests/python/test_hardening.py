@@ -125,3 +125,39 @@ def test_past_worker_connections_new_clients_wait_instead_of_failing(server_fact
     third.close()
     held[1].close()
     assert data.startswith(b"HTTP/1.1 200 ")
+
+
+# -- --limit-request-body --------------------------------------------------------------
+
+
+def body_request(path, body, chunked=False):
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+    if chunked:
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:60], body[60:]) if c)
+        return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_a_body_over_limit_request_body_gets_413_before_the_app_runs(server_factory):
+    server = server_factory("wsgi_apps", ["--limit-request-body", "100", "--access-logfile", "-"])
+    with RawConnection(server.port) as conn:
+        conn.send(body_request("/echo", b"x" * 100))
+        assert conn.read_response().status == 200
+    with RawConnection(server.port) as conn:
+        # Only the head is sent: the answer must not wait for a body it refuses.
+        conn.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n")
+        resp = conn.read_response()
+        assert resp.status == 413
+        assert ("connection", "close") in [(k.lower(), v.lower()) for k, v in resp.headers]
+
+
+def test_a_chunked_body_growing_past_the_limit_fails_the_apps_read(server_factory):
+    server = server_factory("wsgi_apps", ["--limit-request-body", "100"])
+    with RawConnection(server.port) as conn:
+        conn.send(body_request("/echo", b"y" * 100, chunked=True))
+        assert conn.read_response().status == 200
+    with RawConnection(server.port) as conn:
+        conn.send(body_request("/echo", b"y" * 101, chunked=True))
+        assert conn.read_response().status == 413
+    # The app's read raised an OSError naming the limit.
+    server.wait_for_log(r"OSError: .*--limit-request-body")

@@ -75,6 +75,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             pool: pool.submitter(),
             runtime: rt.handle().clone(),
             timeout: None,
+            limit_request_body: None,
         });
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),
