@@ -466,6 +466,7 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
     let mut chunked = false;
     let mut transfer_encoding = false;
     let mut host = false;
+    let mut content_type = false;
     for line in fields {
         count += 1;
         if count > limits.fields {
@@ -500,6 +501,13 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
                 return Err(Reject::BadRequest("more than one Host"));
             }
             host = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            // Two media types for one body: whichever a component picks, another may pick the
+            // other one.
+            if content_type {
+                return Err(Reject::BadRequest("more than one Content-Type"));
+            }
+            content_type = true;
         } else if name.eq_ignore_ascii_case(b"expect")
             && version == b"HTTP/1.1"
             && !value.eq_ignore_ascii_case(b"100-continue")

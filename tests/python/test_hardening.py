@@ -161,3 +161,46 @@ def test_a_chunked_body_growing_past_the_limit_fails_the_apps_read(server_factor
         assert conn.read_response().status == 413
     # The app's read raised an OSError naming the limit.
     server.wait_for_log(r"OSError: .*--limit-request-body")
+
+
+# -- request smuggling ----------------------------------------------------------------
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+POST = b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+
+SMUGGLING = {
+    "cl-and-te": POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te-and-cl": POST + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+    "two-cl-differ": POST + b"Content-Length: 0\r\nContent-Length: 36\r\n\r\n",
+    "two-cl-same": POST + b"Content-Length: 0\r\nContent-Length: 0\r\n\r\n",
+    "cl-list": POST + b"Content-Length: 0, 0\r\n\r\n",
+    "cl-plus": POST + b"Content-Length: +0\r\n\r\n",
+    "two-hosts": b"GET /echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    "two-content-types": POST
+    + b"Content-Type: a/b\r\nContent-Type: c/d\r\nContent-Length: 0\r\n\r\n",
+    "chunk-size-space": POST + b"Transfer-Encoding: chunked\r\n\r\n0 \r\n\r\n",
+    "chunk-size-hex-prefix": POST + b"Transfer-Encoding: chunked\r\n\r\n0x0\r\n\r\n",
+    "chunk-size-sign": POST + b"Transfer-Encoding: chunked\r\n\r\n-0\r\n\r\n",
+    "chunked-twice": POST + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "bare-lf": b"GET /echo HTTP/1.1\nHost: x\n\n",
+    "bare-cr": b"GET /echo HTTP/1.1\rHost: x\r\n\r\n",
+    "nul-in-value": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "ctl-in-value": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "del-in-value": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n",
+    "space-before-colon": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n",
+    "lowercase-method": b"get /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLING))
+def test_ambiguous_framing_gets_400_one_answer_and_a_closed_connection(wsgi_server, name):
+    with socket.create_connection(("127.0.0.1", wsgi_server.port), timeout=10) as s:
+        s.sendall(SMUGGLING[name] + SMUGGLED)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    # One answer, then the connection closes: the smuggled request is never served.
+    assert data.count(b"HTTP/1.") == 1, data
+    assert b"smuggled" not in data
