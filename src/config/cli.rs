@@ -258,8 +258,10 @@ pub struct Cli {
     #[arg(long, value_name = "STRING", help_heading = MECHANICS)]
     pub pythonpath: Option<String>,
 
-    /// Accept the PROXY protocol from `--proxy-allow-from`: `off`, `v1`, `v2` or `auto` (the
-    /// bare flag). Default is `off`.
+    /// Read a PROXY protocol header (HAProxy's v1 text or v2 binary; `auto` takes either, and is
+    /// what the bare flag means) from `--proxy-allow-from` peers and Unix sockets: the client
+    /// address it names becomes `REMOTE_ADDR`. A connection without one is served as sent.
+    /// Default is `off`.
     #[arg(long, value_name = "STRING", default_value = "off", num_args = 0..=1,
           default_missing_value = "auto", value_parser = ["off", "v1", "v2", "auto"],
           help_heading = MECHANICS)]
@@ -484,8 +486,6 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("group", NOT_YET),
         ("umask", NOT_YET),
         ("initgroups", NOT_YET),
-        ("proxy_protocol", NOT_YET),
-        ("proxy_allow_ips", NOT_YET),
         ("strip_header_spaces", NOT_YET),
         ("permit_unconventional_http_method", NOT_YET),
         ("permit_unconventional_http_version", NOT_YET),

@@ -99,6 +99,8 @@ pub struct ServerSettings {
     pub worker_connections: usize,
     /// `--limit-request-body`; `None` when 0.
     pub limit_request_body: Option<u64>,
+    /// `None` when `--proxy-protocol off`.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -120,6 +122,23 @@ pub struct ProxySettings {
     /// Underscore header names a trusted peer may send (upper case; `*` for any).
     pub forwarder_headers: Vec<String>,
     pub header_map: HeaderMapMode,
+}
+
+/// `--proxy-protocol` and who may use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyProtocol {
+    pub mode: ProxyProtocolMode,
+    /// `--proxy-allow-from`; Unix-socket peers are always allowed, as in gunicorn.
+    pub allow: AllowList,
+}
+
+/// Which PROXY protocol versions are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolMode {
+    V1,
+    V2,
+    /// Either version.
+    Auto,
 }
 
 /// `--header-map`: what to do with a header whose name contains `_`.
@@ -422,8 +441,8 @@ fn resolve(
         forwarder_headers,
         header_map,
         pythonpath,
-        proxy_protocol: _,
-        proxy_allow_ips: _,
+        proxy_protocol,
+        proxy_allow_ips,
         strip_header_spaces: _,
         permit_unconventional_http_method: _,
         permit_unconventional_http_version: _,
@@ -521,6 +540,16 @@ fn resolve(
             ),
             worker_connections: worker_connections as usize,
             limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
+            proxy_protocol: match proxy_protocol.as_str() {
+                "v1" => Some(ProxyProtocolMode::V1),
+                "v2" => Some(ProxyProtocolMode::V2),
+                "auto" => Some(ProxyProtocolMode::Auto),
+                _ => None,
+            }
+            .map(|mode| ProxyProtocol {
+                mode,
+                allow: AllowList::parse(&proxy_allow_ips),
+            }),
             proxy: ProxySettings {
                 forwarded_allow: AllowList::parse(&forwarded_allow_ips),
                 secure_scheme_headers: secure_scheme_headers.0,

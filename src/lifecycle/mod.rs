@@ -99,6 +99,7 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             field_size: settings.server.limits.field_size,
         },
         max_connections: settings.server.worker_connections,
+        proxy_protocol: settings.server.proxy_protocol.clone(),
     };
     let graceful_timeout = settings.server.graceful_timeout;
     let clean = py.detach(move || -> Result<bool, StartupError> {

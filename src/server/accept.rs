@@ -12,6 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::proxy_protocol::{self, Proxied, Rewind};
+use crate::config::ProxyProtocol;
 use crate::http::guard::{Limits, Notes};
 use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
 
@@ -26,6 +31,7 @@ pub(super) struct Ctx {
     pub drain: mpsc::Sender<()>,
     /// One permit per open connection (`--worker-connections`), shared by every listener.
     pub permits: Arc<Semaphore>,
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// A listening socket of either kind, yielding streams and what the service must know of them.
@@ -91,6 +97,21 @@ pub(super) async fn run<L: Accept>(listener: L, ctx: Arc<Ctx>) {
     }
 }
 
+/// How long a proxy may take to send its PROXY header.
+const PROXY_HEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// The answer to a malformed PROXY header; the connection closes after it.
+const PROXY_REFUSED: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+/// Whether this peer may send a PROXY header: `--proxy-allow-from`, or any Unix-socket peer.
+fn proxy_allowed(pp: &ProxyProtocol, meta: &ConnMeta) -> bool {
+    match meta {
+        ConnMeta::Tcp { peer, .. } => pp.allow.allows(peer.ip()),
+        ConnMeta::Unix { .. } => true,
+    }
+}
+
 /// Resolves once the server stops (at once if it already has).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -101,11 +122,49 @@ async fn backoff(err: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-async fn connection<S>(stream: S, meta: ConnMeta, ctx: Arc<Ctx>, _permit: OwnedSemaphorePermit)
-where
+async fn connection<S>(
+    mut stream: S,
+    mut meta: ConnMeta,
+    ctx: Arc<Ctx>,
+    _permit: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _drain = ctx.drain.clone();
+    let replay = match &ctx.proxy_protocol {
+        Some(pp) if proxy_allowed(pp, &meta) => {
+            let read = proxy_protocol::read_header(&mut stream, pp.mode);
+            match tokio::time::timeout(PROXY_HEADER_WAIT, read).await {
+                Ok(Ok((proxied, rest))) => {
+                    if let Some(Proxied::Addresses {
+                        source,
+                        destination,
+                    }) = proxied
+                    {
+                        // As gunicorn: the client changes, the server stays the socket's
+                        // own address (a Unix socket has none, so the proxy's is used).
+                        let local = match meta {
+                            ConnMeta::Tcp { local, .. } => local,
+                            ConnMeta::Unix { .. } => destination,
+                        };
+                        meta = ConnMeta::Tcp {
+                            peer: source,
+                            local,
+                        };
+                    }
+                    rest
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!("{err}");
+                    let _ = stream.write_all(PROXY_REFUSED).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        _ => BytesMut::new(),
+    };
+    let stream = Rewind::new(replay, stream);
     let mut stop = ctx.stop.clone();
     let notes = Arc::new(Notes::default());
     let service = AppService::new(ctx.shared.clone(), &meta, notes.clone());

@@ -5,6 +5,7 @@
 
 mod accept;
 pub mod listener;
+mod proxy_protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct ConnOptions {
     pub limits: Limits,
     /// The most connections open at once (`--worker-connections`).
     pub max_connections: usize,
+    /// `--proxy-protocol`, when on.
+    pub proxy_protocol: Option<crate::config::ProxyProtocol>,
 }
 
 /// Serves until `stop` resolves. Returns whether every connection finished in time.
@@ -63,6 +66,7 @@ pub async fn serve(
         shared,
         limits: opts.limits,
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
+        proxy_protocol: opts.proxy_protocol,
         stop: stop_rx,
         drain: drain_tx,
     });

@@ -131,3 +131,72 @@ def test_an_untrusted_peer_cannot_set_script_name(server_factory):
 def test_forwarder_headers_star_trusts_every_underscore_header(server_factory, mode):
     server = server_factory("wsgi_apps", ["--forwarder-headers", "*", "--header-map", mode])
     assert environ(server, [("X_Real_Ip", "9.9.9.9")])["HTTP_X_REAL_IP"] == "9.9.9.9"
+
+
+# -- the PROXY protocol ------------------------------------------------------------------
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2_header(src, dst, sport, dport):
+    body = bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
+    body += sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+    return V2_SIGNATURE + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+def raw_exchange(server, data):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+GET_ECHO = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def echoed_environ(response):
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), response[:300]
+    if b"chunked" in head.lower():
+        body = b"".join(body.split(b"\r\n")[1::2])
+    return json.loads(body)["environ"]
+
+
+def test_a_proxy_protocol_v1_header_names_the_client(server_factory):
+    # The bare flag means `auto` (gunicorn 23 spelled it so); a value must then not follow.
+    server = server_factory("wsgi_apps", ["--proxy-protocol", "--threads", "2"])
+    header = b"PROXY TCP4 203.0.113.7 198.51.100.1 40123 443\r\n"
+    env = echoed_environ(raw_exchange(server, header + GET_ECHO))
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("203.0.113.7", "40123")
+    # The server is still named by the socket it listens on, as in gunicorn.
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", str(server.port))
+    # Without a header the connection is served as sent.
+    env = echoed_environ(raw_exchange(server, GET_ECHO))
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_a_proxy_protocol_v2_header_names_the_client(server_factory):
+    server = server_factory("wsgi_apps", ["--proxy-protocol", "v2"])
+    header = v2_header("192.0.2.55", "192.0.2.1", 5555, 8443)
+    env = echoed_environ(raw_exchange(server, header + GET_ECHO))
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("192.0.2.55", "5555")
+
+
+def test_a_malformed_proxy_header_gets_400_and_a_closed_connection(server_factory):
+    server = server_factory("wsgi_apps", ["--proxy-protocol", "auto"])
+    out = raw_exchange(server, b"PROXY TCP4 not-an-ip 1.2.3.4 1 2\r\n" + GET_ECHO)
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert out.count(b"HTTP/1.1") == 1
+
+
+def test_a_peer_outside_proxy_allow_from_cannot_send_a_proxy_header(server_factory):
+    server = server_factory(
+        "wsgi_apps", ["--proxy-protocol", "v1", "--proxy-allow-from", "10.9.9.9"]
+    )
+    out = raw_exchange(server, b"PROXY TCP4 203.0.113.7 198.51.100.1 1 2\r\n" + GET_ECHO)
+    assert out.startswith(b"HTTP/1.1 4"), out[:100]
+    assert b"203.0.113.7" not in out

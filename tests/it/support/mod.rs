@@ -82,6 +82,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             graceful_timeout: Duration::from_secs(5),
             limits: Default::default(),
             max_connections: 1000,
+            proxy_protocol: None,
         };
         rt.block_on(server::serve(bound, shared, opts, async {
             rx.await.unwrap_or(Stop::Quick)
