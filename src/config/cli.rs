@@ -104,7 +104,8 @@ pub struct Cli {
     /// Seconds a request may run: past it the client gets 504 (if no response started), the
     /// error log gets `WORKER TIMEOUT` with the thread's Python stack, and `RequestTimeout` is
     /// raised in the app's thread; a thread still stuck `--graceful-timeout` later is replaced.
-    /// 0 disables. Default is 30.
+    /// A client that leaves a response unread this long is disconnected. 0 disables. Default
+    /// is 30.
     #[arg(short = 't', long, value_name = "INT", value_parser = uint::<u64>,
           default_value = "30", help_heading = WORKERS)]
     pub timeout: u64,

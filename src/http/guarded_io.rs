@@ -1,13 +1,17 @@
 //! The connection's byte stream with the `guard` in front of hyper's reads. Writes pass
-//! straight through.
+//! straight through, but a client that stops reading for `send_timeout` is cut off, so it
+//! cannot hold a response (and the pool thread streaming it) forever.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use super::guard::{Guard, Limits, Notes, Verdict};
 
@@ -29,16 +33,49 @@ pub struct GuardedIo<S> {
     /// Checked bytes hyper has not read yet.
     out: BytesMut,
     end: Option<Verdict>,
+    /// How long a write may wait for the client; `None` forever.
+    send_timeout: Option<Duration>,
+    /// Runs while a write waits.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> GuardedIo<S> {
-    pub fn new(inner: S, limits: Limits, notes: Arc<Notes>) -> GuardedIo<S> {
+    pub fn new(
+        inner: S,
+        limits: Limits,
+        notes: Arc<Notes>,
+        send_timeout: Option<Duration>,
+    ) -> GuardedIo<S> {
         GuardedIo {
             inner,
             guard: Guard::new(limits),
             notes,
             out: BytesMut::new(),
             end: None,
+            send_timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's outcome on, failing it once the client has not taken a byte for
+    /// `send_timeout`.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let Some(limit) = self.send_timeout else {
+            return poll;
+        };
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -97,7 +134,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -105,7 +144,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -113,7 +154,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

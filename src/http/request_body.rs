@@ -1,6 +1,8 @@
 //! The request body as `wsgi.input` pulls it: each call blocks the (detached) pool thread on
-//! hyper's `Incoming` through the runtime handle. Nothing is read until the app asks, which is
-//! when hyper answers `Expect: 100-continue`.
+//! hyper's `Incoming` through the runtime handle. A small body (up to `PREREAD` bytes) is read
+//! on the connection before the request goes to the pool, so a client that trickles it holds
+//! no pool thread meanwhile; the rest is read only when the app asks. A request that says
+//! `Expect: 100-continue` is not read ahead: the app decides whether the client sends its body.
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -11,8 +13,14 @@ use super::guard::Notes;
 use crate::wsgi::{BodyError, BodyReader};
 use std::sync::Arc;
 
+/// The most body bytes read before the request is handed to the pool.
+pub(super) const PREREAD: u64 = 64 * 1024;
+
 pub(super) struct IncomingReader {
     body: Incoming,
+    /// What was read ahead, in order, and whether that was the whole body.
+    ahead: std::collections::VecDeque<Result<Bytes, BodyError>>,
+    ended: bool,
     runtime: Handle,
     /// Says whether a body error was the guard refusing the framing.
     notes: Arc<Notes>,
@@ -30,51 +38,89 @@ impl IncomingReader {
     ) -> IncomingReader {
         IncomingReader {
             body,
+            ahead: Default::default(),
+            ended: false,
             runtime,
             notes,
             allowance: limit,
             limit: limit.unwrap_or(0),
         }
     }
+
+    /// Reads up to `PREREAD` bytes of the body now, on the connection's task.
+    pub(super) async fn read_ahead(&mut self) {
+        let mut total = 0u64;
+        while total < PREREAD {
+            match self.body.frame().await {
+                None => {
+                    self.ended = true;
+                    return;
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        total += data.len() as u64;
+                        self.ahead.push_back(Ok(data));
+                    }
+                }
+                Some(Err(err)) => {
+                    let err = self.classify(&err);
+                    self.ahead.push_back(Err(err));
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Counts `data` against `--limit-request-body`.
+    fn count(&mut self, data: Bytes) -> Result<Option<Bytes>, BodyError> {
+        // A chunked body has no length to check up front: count it as it comes.
+        if let Some(left) = self.allowance.as_mut() {
+            *left = left
+                .checked_sub(data.len() as u64)
+                .ok_or(BodyError::TooLarge(self.limit))?;
+        }
+        Ok(Some(data))
+    }
+
+    fn classify(&self, err: &hyper::Error) -> BodyError {
+        if let Some(reject) = self.notes.body_error() {
+            return BodyError::Malformed(reject.to_string());
+        }
+        // hyper's own framing errors carry an InvalidData/InvalidInput cause; an early end of
+        // the stream is the client going away.
+        let invalid = std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                )
+            });
+        match invalid || err.is_parse() {
+            true => BodyError::Malformed(err.to_string()),
+            false => BodyError::Disconnected,
+        }
+    }
 }
 
 impl BodyReader for IncomingReader {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if let Some(ahead) = self.ahead.pop_front() {
+            return self.count(ahead?);
+        }
+        if self.ended {
+            return Ok(None);
+        }
         loop {
             match self.runtime.block_on(self.body.frame()) {
                 None => return Ok(None),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
-                    Ok(data) => {
-                        // A chunked body has no length to check up front: count it as it comes.
-                        if let Some(left) = self.allowance.as_mut() {
-                            *left = left
-                                .checked_sub(data.len() as u64)
-                                .ok_or(BodyError::TooLarge(self.limit))?;
-                        }
-                        return Ok(Some(data));
-                    }
+                    Ok(data) => return self.count(data),
                     Err(_trailers) => continue,
                 },
-                Some(Err(err)) => {
-                    if let Some(reject) = self.notes.body_error() {
-                        return Err(BodyError::Malformed(reject.to_string()));
-                    }
-                    // hyper's own framing errors carry an InvalidData/InvalidInput cause; an
-                    // early end of the stream is the client going away.
-                    let invalid = std::error::Error::source(&err)
-                        .and_then(|s| s.downcast_ref::<std::io::Error>())
-                        .is_some_and(|io| {
-                            matches!(
-                                io.kind(),
-                                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-                            )
-                        });
-                    return Err(match invalid || err.is_parse() {
-                        true => BodyError::Malformed(err.to_string()),
-                        false => BodyError::Disconnected,
-                    });
-                }
+                Some(Err(err)) => return Err(self.classify(&err)),
             }
         }
     }

@@ -16,14 +16,16 @@ use tokio::runtime::Handle;
 
 use super::error::RequestError;
 use super::guard::Notes;
-use super::request_body::IncomingReader;
+use super::request_body::{IncomingReader, PREREAD};
 use super::response_body::ResponseBody;
+use super::worker::{Job, StartMark};
 use crate::pool::{SubmitError, Submitter};
 use crate::wsgi::{self, Answer, ConnInfo, Failure, HeadBody, Reply};
+use tokio::sync::oneshot;
 
 /// What every connection shares.
 pub struct Shared {
-    pub pool: Submitter<wsgi::Request>,
+    pub pool: Submitter<Job>,
     pub runtime: Handle,
     /// `--timeout`: how long a request may wait for its response head.
     pub timeout: Option<std::time::Duration>,
@@ -121,6 +123,39 @@ impl Future for Respond {
     }
 }
 
+/// Waits for the response head, answering 504 once the app has run `limit` without one. Time
+/// spent waiting for a free thread does not count. Dropping the receiver also tells the app's
+/// thread nobody waits for its head.
+async fn answer_within(
+    head_rx: oneshot::Receiver<Answer>,
+    started: &StartMark,
+    limit: std::time::Duration,
+) -> Result<Result<Answer, oneshot::error::RecvError>, RequestError> {
+    tokio::pin!(head_rx);
+    loop {
+        let deadline = started.started().unwrap_or_else(Instant::now) + limit;
+        match tokio::time::timeout_at(deadline.into(), &mut head_rx).await {
+            Ok(answer) => return Ok(answer),
+            Err(_)
+                if started
+                    .started()
+                    .is_some_and(|at| at + limit <= Instant::now()) =>
+            {
+                return Err(RequestError::Timeout)
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether to read the body before the app runs: there is one, it is small or chunked, and the
+/// client does not wait for `100 Continue`.
+fn read_ahead(parts: &http::request::Parts, hint: &hyper::body::SizeHint) -> bool {
+    let expects = parts.headers.contains_key(http::header::EXPECT);
+    let small_or_unknown = hint.upper().is_none_or(|n| n <= PREREAD);
+    hint.upper() != Some(0) && small_or_unknown && !expects
+}
+
 async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
@@ -130,6 +165,7 @@ async fn handle(
 ) -> Result<Response<ResponseBody>, RequestError> {
     let received = Instant::now();
     let (parts, body) = req.into_parts();
+    let body_hint = hyper::body::Body::size_hint(&body);
     if let Some(limit) = shared.limit_request_body {
         let declared = parts
             .headers
@@ -139,29 +175,35 @@ async fn handle(
             return Err(RequestError::Wsgi(Failure::BodyTooLarge));
         }
     }
+    let mut body = IncomingReader::new(
+        body,
+        shared.runtime.clone(),
+        notes,
+        shared.limit_request_body,
+    );
+    if read_ahead(&parts, &body_hint) {
+        body.read_ahead().await;
+    }
     let (reply, head_rx) = Reply::channel();
-    let job = wsgi::Request {
+    let started = Arc::new(StartMark::default());
+    let request = wsgi::Request {
         parts,
         raw_target,
-        body: Box::new(IncomingReader::new(
-            body,
-            shared.runtime.clone(),
-            notes,
-            shared.limit_request_body,
-        )),
+        body: Box::new(body),
         conn,
         reply,
         received,
+    };
+    let job = Job {
+        request,
+        started: started.clone(),
     };
     shared.pool.submit(job).map_err(|e| match e {
         SubmitError::Full => RequestError::Busy,
         SubmitError::Closed => RequestError::Unavailable,
     })?;
     let answer = match shared.timeout {
-        // Dropping the receiver also tells the app's thread nobody waits for its head.
-        Some(limit) => tokio::time::timeout(limit, head_rx)
-            .await
-            .map_err(|_| RequestError::Timeout)?,
+        Some(limit) => answer_within(head_rx, &started, limit).await?,
         None => head_rx.await,
     };
     let head = match answer {
@@ -172,6 +214,7 @@ async fn handle(
     let body = match head.body {
         HeadBody::Full(bytes) => ResponseBody::full(bytes),
         HeadBody::Stream(rx) => ResponseBody::Stream(rx),
+        HeadBody::File { file, len } => ResponseBody::file(file, len),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;

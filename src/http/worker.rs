@@ -5,9 +5,45 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
 use crate::logging::access::{AccessLog, AccessRecord};
 use crate::pool::Handler;
 use crate::wsgi::{self, Keep, Served, Statics};
+
+/// One request on its way to a pool thread, with the mark it leaves when a thread takes it up.
+pub struct Job {
+    pub request: wsgi::Request,
+    pub started: Arc<StartMark>,
+}
+
+/// When a pool thread took a request up; `--timeout` counts from there, not from the queue.
+#[derive(Debug, Default)]
+pub struct StartMark(AtomicU64);
+
+/// The instant marks count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl StartMark {
+    fn mark(&self) {
+        let nanos = epoch().elapsed().as_nanos().max(1);
+        self.0
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// When the request started running, if it has.
+    pub fn started(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(epoch() + Duration::from_nanos(nanos)),
+        }
+    }
+}
 
 pub struct WsgiWorker {
     app: Py<PyAny>,
@@ -44,11 +80,12 @@ impl WsgiWorker {
 }
 
 impl Handler for WsgiWorker {
-    type Job = wsgi::Request;
+    type Job = Job;
     type Done = Option<Logged>;
 
-    fn handle(&self, py: Python<'_>, job: wsgi::Request) -> Option<Logged> {
-        let served = wsgi::serve(py, self.app.bind(py), &self.statics, job);
+    fn handle(&self, py: Python<'_>, job: Job) -> Option<Logged> {
+        job.started.mark();
+        let served = wsgi::serve(py, self.app.bind(py), &self.statics, job.request);
         let (log, mut served) = (self.access.as_ref()?, served?);
         let needs = log.needs();
         let (mut path_info, mut environ) = (None, vec![None; needs.environ.len()]);
@@ -77,10 +114,11 @@ impl Handler for WsgiWorker {
         })
     }
 
-    fn describe(&self, job: &wsgi::Request) -> String {
-        match &job.raw_target {
-            Some(raw) => format!("{} {raw}", job.parts.method),
-            None => format!("{} {}", job.parts.method, job.parts.uri),
+    fn describe(&self, job: &Job) -> String {
+        let req = &job.request;
+        match &req.raw_target {
+            Some(raw) => format!("{} {raw}", req.parts.method),
+            None => format!("{} {}", req.parts.method, req.parts.uri),
         }
     }
 

@@ -100,6 +100,7 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
         },
         max_connections: settings.server.worker_connections,
         proxy_protocol: settings.server.proxy_protocol.clone(),
+        send_timeout: settings.pool.timeout,
     };
     let graceful_timeout = settings.server.graceful_timeout;
     let clean = py.detach(move || -> Result<bool, StartupError> {

@@ -32,6 +32,8 @@ pub(super) struct Ctx {
     /// One permit per open connection (`--worker-connections`), shared by every listener.
     pub permits: Arc<Semaphore>,
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// How long a client may leave a response unread before it is cut off.
+    pub send_timeout: Option<Duration>,
 }
 
 /// A listening socket of either kind, yielding streams and what the service must know of them.
@@ -168,7 +170,7 @@ async fn connection<S>(
     let mut stop = ctx.stop.clone();
     let notes = Arc::new(Notes::default());
     let service = AppService::new(ctx.shared.clone(), &meta, notes.clone());
-    let io = GuardedIo::new(stream, ctx.limits, notes);
+    let io = GuardedIo::new(stream, ctx.limits, notes, ctx.send_timeout);
     let conn = ctx.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {

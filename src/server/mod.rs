@@ -40,6 +40,8 @@ pub struct ConnOptions {
     pub max_connections: usize,
     /// `--proxy-protocol`, when on.
     pub proxy_protocol: Option<crate::config::ProxyProtocol>,
+    /// How long a client may leave a response unread before it is cut off (`--timeout`).
+    pub send_timeout: Option<Duration>,
 }
 
 /// Serves until `stop` resolves. Returns whether every connection finished in time.
@@ -67,6 +69,7 @@ pub async fn serve(
         limits: opts.limits,
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
         proxy_protocol: opts.proxy_protocol,
+        send_timeout: opts.send_timeout,
         stop: stop_rx,
         drain: drain_tx,
     });

@@ -4,7 +4,7 @@
 //! current position.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -46,16 +46,6 @@ impl FileWrapper {
             file,
             len: meta.len().saturating_sub(pos),
         })
-    }
-}
-
-impl OpenFile {
-    /// Reads the next block; empty at the end.
-    pub fn next_block(&mut self, max: usize) -> std::io::Result<bytes::Bytes> {
-        let mut buf = vec![0u8; max];
-        let n = self.file.read(&mut buf)?;
-        buf.truncate(n);
-        Ok(buf.into())
     }
 }
 

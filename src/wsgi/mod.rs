@@ -113,6 +113,9 @@ pub enum HeadBody {
     Full(Bytes),
     /// Chunks follow on this channel until its sender is dropped.
     Stream(mpsc::Receiver<BodyChunk>),
+    /// `len` bytes of this file, from its current offset (`wsgi.file_wrapper`). The connection
+    /// reads it; no pool thread waits on a slow client.
+    File { file: std::fs::File, len: u64 },
 }
 
 /// The first answer to a request: a head, or a failure the connection renders as an error page.

@@ -18,9 +18,6 @@ use super::input::Input;
 use super::start_response::{type_name, SendError, StartResponse};
 use super::{ConnInfo, Failure, Request};
 
-/// The size of the blocks a file response is read in.
-const FILE_BLOCK: usize = 256 * 1024;
-
 /// A finished request, for the access log.
 pub struct Served {
     pub parts: http::request::Parts,
@@ -186,7 +183,7 @@ fn drive(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &StartResponse) -> Resul
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         if !sr.head_sent() {
             if let Some(file) = wrapper.get().open(py) {
-                return send_file(py, file, sr);
+                return send_file(file, sr);
             }
         }
     }
@@ -221,26 +218,9 @@ fn join<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> 
     Ok(buf.freeze())
 }
 
-/// Streams a regular file without holding Python.
-fn send_file(
-    py: Python<'_>,
-    mut file: super::file_wrapper::OpenFile,
-    sr: &StartResponse,
-) -> Result<(), Stop> {
-    if !sr.start_file(file.len)? {
-        return Ok(());
-    }
-    py.detach(|| -> Result<(), Stop> {
-        loop {
-            let block = file.next_block(FILE_BLOCK).map_err(PyErr::from)?;
-            if block.is_empty() {
-                return Ok(());
-            }
-            if !sr.send_chunk_detached(block)? {
-                return Ok(());
-            }
-        }
-    })
+/// Hands a regular file to the connection: no pool thread waits while a client downloads.
+fn send_file(file: super::file_wrapper::OpenFile, sr: &StartResponse) -> Result<(), Stop> {
+    Ok(sr.send_file(file)?)
 }
 
 /// The Python traceback of `err`, as `traceback.format_exception` prints it.

@@ -15,6 +15,7 @@ use pyo3::types::{PyString, PyTuple};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
+use super::file_wrapper::OpenFile;
 use super::input::BodyFailure;
 use super::{Answer, BodyChunk, BodyError, Failure, HeadBody, ResponseHead};
 
@@ -35,6 +36,16 @@ pub struct StartResponse {
     head_request: bool,
     /// Keep a copy of the response headers for the access log.
     keep_headers: bool,
+}
+
+/// What follows the head, as the driver has it.
+enum Pending {
+    Bytes {
+        first: Bytes,
+        end: bool,
+        depth: usize,
+    },
+    File(OpenFile),
 }
 
 /// The head as declared by the app, not yet sent.
@@ -67,10 +78,8 @@ pub struct Sent {
     pub bytes: u64,
 }
 
-/// How many chunks may wait for a slow client before the app is made to wait. File blocks are
-/// larger than what apps usually yield, so fewer of them wait.
+/// How many chunks may wait for a slow client before the app is made to wait.
 const BODY_CHANNEL_DEPTH: usize = 16;
-const FILE_CHANNEL_DEPTH: usize = 4;
 
 impl StartResponse {
     pub fn new(
@@ -135,10 +144,14 @@ impl StartResponse {
     fn answer(
         &self,
         st: &mut State,
-        mut first: Bytes,
+        first: Bytes,
         end: bool,
         depth: usize,
     ) -> Result<(), SendError> {
+        self.answer_with(st, Pending::Bytes { first, end, depth })
+    }
+
+    fn answer_with(&self, st: &mut State, pending: Pending) -> Result<(), SendError> {
         let Some(tx) = st.head.take() else {
             return Ok(());
         };
@@ -155,6 +168,16 @@ impl StartResponse {
         let bodiless = self.head_request || !status_has_body(d.status);
         // The head of a bodiless response keeps the app's Content-Length; no bytes follow.
         st.remaining = if bodiless { Some(0) } else { d.content_length };
+        let (mut first, end, depth) = match pending {
+            Pending::Bytes { first, end, depth } => (first, end, depth),
+            Pending::File(_) if bodiless => (Bytes::new(), true, 0),
+            Pending::File(f) => {
+                // `start_file` made sure a Content-Length is declared.
+                let len = d.content_length.unwrap_or(f.len);
+                allow(st, usize::try_from(len).unwrap_or(usize::MAX));
+                return self.send_head(st, tx, d, HeadBody::File { file: f.file, len });
+            }
+        };
         first.truncate(allow(st, first.len()));
         let body = match d.content_length {
             _ if bodiless => HeadBody::Full(Bytes::new()),
@@ -174,6 +197,16 @@ impl StartResponse {
                 HeadBody::Stream(body_rx)
             }
         };
+        self.send_head(st, tx, d, body)
+    }
+
+    fn send_head(
+        &self,
+        st: &mut State,
+        tx: oneshot::Sender<Answer>,
+        d: Declared,
+        body: HeadBody,
+    ) -> Result<(), SendError> {
         if self.keep_headers {
             st.headers = Some(d.headers.clone());
         }
@@ -218,23 +251,6 @@ impl StartResponse {
         }
     }
 
-    /// Sends body bytes from a thread that is not attached to Python (file responses).
-    /// Returns whether the app's `Content-Length` allows more.
-    pub fn send_chunk_detached(&self, data: Bytes) -> Result<bool, SendError> {
-        let mut st = self.lock();
-        let mut chunk = data;
-        chunk.truncate(allow(&mut st, chunk.len()));
-        if chunk.is_empty() {
-            return Ok(false);
-        }
-        let more = st.remaining != Some(0);
-        let tx = st.body.clone().ok_or(SendError::ClientGone)?;
-        drop(st);
-        tx.blocking_send(BodyChunk::Data(chunk))
-            .map_err(|_| SendError::ClientGone)?;
-        Ok(more)
-    }
-
     /// Ends the response with `body` as everything still to send: a list response, or the end
     /// of an iteration (`body` empty).
     pub fn finish(&self, py: Python<'_>, body: Bytes) -> Result<(), SendError> {
@@ -255,18 +271,18 @@ impl StartResponse {
         Ok(())
     }
 
-    /// Sends the head of a file response of `len` bytes; the app's `Content-Length`, if any,
-    /// still wins. Returns whether body bytes are to follow.
-    pub fn start_file(&self, len: u64) -> Result<bool, SendError> {
+    /// Sends the head of a file response and hands the file to the connection, which sends it
+    /// (the app's `Content-Length`, if any, still wins over the file's length).
+    pub fn send_file(&self, file: OpenFile) -> Result<(), SendError> {
         let mut st = self.lock();
         if let Some(d) = st.declared.as_mut() {
             if d.content_length.is_none() && status_has_body(d.status) {
-                d.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                d.content_length = Some(len);
+                d.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(file.len));
+                d.content_length = Some(file.len);
             }
         }
-        self.answer(&mut st, Bytes::new(), false, FILE_CHANNEL_DEPTH)?;
-        Ok(st.body.is_some())
+        self.answer_with(&mut st, Pending::File(file))
     }
 
     /// Ends a streamed response. A body shorter than the app's `Content-Length` is aborted, so

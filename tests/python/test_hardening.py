@@ -204,3 +204,59 @@ def test_ambiguous_framing_gets_400_one_answer_and_a_closed_connection(wsgi_serv
     # One answer, then the connection closes: the smuggled request is never served.
     assert data.count(b"HTTP/1.") == 1, data
     assert b"smuggled" not in data
+
+
+# -- slow clients ------------------------------------------------------------------------
+
+
+def test_stalled_downloads_and_trickled_uploads_hold_no_worker_thread(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "2", "--keep-alive", "60"])
+    stalled = []
+    try:
+        for _ in range(40):
+            # A download far larger than the socket buffers, never read.
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /file?size=4000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        for _ in range(40):
+            # Half of a small upload, then nothing.
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"u" * 500
+            )
+            stalled.append(s)
+        started = time.monotonic()
+        status, body, _ = get(f"{server.url}/fixed", timeout=20)
+        assert (status, body) == (200, b"fixed body in a list")
+        assert time.monotonic() - started < 5
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_a_trickled_upload_reaches_the_app_whole(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "1"])
+    with RawConnection(server.port) as conn:
+        conn.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcdef":
+            conn.send(bytes([byte]))
+        resp = conn.read_response()
+    assert resp.status == 200
+    assert b'"body": "abcdef"' in resp.body
+
+
+def test_a_client_that_stops_reading_a_stream_is_cut_off_after_the_timeout(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "1", "--timeout", "1"])
+    stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # 64 MiB from a generator: it holds the only thread while it streams.
+    stalled.sendall(b"GET /stream?n=1024&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert stalled.recv(16).startswith(b"HTTP/1.1 200")  # streaming has begun
+    try:
+        started = time.monotonic()
+        assert get(f"{server.url}/fixed", timeout=20)[0] == 200
+        # Freed by cutting the stalled client off after --timeout, not by it going away.
+        assert 0.5 < time.monotonic() - started < 10
+    finally:
+        stalled.close()

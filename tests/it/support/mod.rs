@@ -83,6 +83,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             limits: Default::default(),
             max_connections: 1000,
             proxy_protocol: None,
+            send_timeout: None,
         };
         rt.block_on(server::serve(bound, shared, opts, async {
             rx.await.unwrap_or(Stop::Quick)
