@@ -199,12 +199,12 @@ impl Guard {
                     let head = std::mem::take(&mut self.pending);
                     match check_head(&head, &self.limits) {
                         Ok(checked) => {
-                            match checked.target_rewrite {
-                                Some((ref forward, _)) => out.extend_from_slice(forward),
+                            match checked.forward {
+                                Some(ref forward) => out.extend_from_slice(forward),
                                 None => out.extend_from_slice(&head),
                             }
                             notes.push_head(HeadNote {
-                                raw_target: checked.target_rewrite.map(|(_, raw)| raw),
+                                raw_target: checked.raw_target,
                                 reject: None,
                             });
                             self.state = match checked.framing {
@@ -373,8 +373,11 @@ enum Framing {
 #[derive(Debug)]
 struct CheckedHead {
     framing: Framing,
-    /// The head to forward with its target re-encoded, and the raw target.
-    target_rewrite: Option<(Vec<u8>, String)>,
+    /// The head to forward with its target re-encoded for hyper.
+    forward: Option<Vec<u8>>,
+    /// The target as sent, when hyper's parsed URI would not give it back as sent (re-encoded
+    /// characters, a fragment, an absolute form without a path).
+    raw_target: Option<String>,
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -530,7 +533,7 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
         (false, None) => Framing::None,
     };
 
-    let target_rewrite = target.iter().any(|&b| needs_encoding(b)).then(|| {
+    let forward = target.iter().any(|&b| needs_encoding(b)).then(|| {
         let mut forward = Vec::with_capacity(head.len() + 16);
         forward.extend_from_slice(method);
         forward.push(b' ');
@@ -542,11 +545,19 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
         }
         forward.push(b' ');
         forward.extend_from_slice(&head[method.len() + 1 + target.len() + 1..]);
-        (forward, String::from_utf8_lossy(target).into_owned())
+        forward
     });
+    let pathless_absolute = !target.starts_with(b"/")
+        && target
+            .windows(3)
+            .position(|w| w == b"://")
+            .is_some_and(|i| !target[i + 3..].contains(&b'/'));
+    let raw_target = (forward.is_some() || target.contains(&b'#') || pathless_absolute)
+        .then(|| String::from_utf8_lossy(target).into_owned());
     Ok(CheckedHead {
         framing,
-        target_rewrite,
+        forward,
+        raw_target,
     })
 }
 

@@ -368,15 +368,30 @@ fn raw_uri(uri: &http::Uri) -> Cow<'_, str> {
     }
 }
 
-/// A raw target's path and query: origin form `/p?q`, or absolute form `http://h/p?q`.
+/// A raw target's path and query: origin form `/p?q`, or absolute form `http://h/p?q` (whose
+/// path may be empty, as gunicorn reports it). Only a target that does not start with `/` can
+/// be in absolute form: a URL inside a query (`/p?next=http://h/x`) must never pick the path.
 fn split_target(raw: &str) -> (&str, &str) {
     let raw = raw.split_once('#').map_or(raw, |(t, _)| t);
-    let after_scheme = raw.split_once("://").map(|(_, rest)| rest);
-    let path_query = match after_scheme {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+    let authority = match raw.starts_with('/') {
+        true => None,
+        false => raw
+            .split_once("://")
+            .filter(|(scheme, _)| is_scheme(scheme))
+            .map(|(_, rest)| rest),
+    };
+    let path_query = match authority {
+        Some(rest) => rest.find(['/', '?']).map_or("", |i| &rest[i..]),
         None => raw,
     };
     path_query.split_once('?').unwrap_or((path_query, ""))
+}
+
+/// RFC 3986: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
 }
 
 /// `Host: example.com:8080` → (`example.com`, `8080`); no port → the scheme's default.
@@ -579,7 +594,20 @@ mod tests {
         assert_eq!(split_target("/a\"b?x=\"1\""), ("/a\"b", "x=\"1\""));
         assert_eq!(split_target("/p"), ("/p", ""));
         assert_eq!(split_target("http://h:1/p|q?z#frag"), ("/p|q", "z"));
-        assert_eq!(split_target("http://h"), ("/", ""));
+        assert_eq!(split_target("http://h"), ("", ""));
+    }
+
+    #[test]
+    fn split_target_never_takes_the_path_from_a_query() {
+        assert_eq!(
+            split_target("/p?next=http://h/admin"),
+            ("/p", "next=http://h/admin")
+        );
+        assert_eq!(split_target("/?://\""), ("/", "://\""));
+        assert_eq!(split_target("http://h/p?q#f"), ("/p", "q"));
+        assert_eq!(split_target("http://h"), ("", ""));
+        assert_eq!(split_target("http://h?x=1"), ("", "x=1"));
+        assert_eq!(split_target("/a#frag"), ("/a", ""));
     }
 
     #[test]
