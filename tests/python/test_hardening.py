@@ -260,3 +260,15 @@ def test_a_client_that_stops_reading_a_stream_is_cut_off_after_the_timeout(serve
         assert 0.5 < time.monotonic() - started < 10
     finally:
         stalled.close()
+
+
+@pytest.mark.parametrize("sent", [1000, 300_000])
+def test_a_client_leaving_mid_upload_makes_the_apps_read_raise_oserror(server_factory, sent):
+    server = server_factory("wsgi_apps", ["--threads", "1"])
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"z" * sent)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+    server.wait_for_log(r"OSError: client disconnected while sending the request body")
+    # The thread is free again.
+    assert get(f"{server.url}/fixed", timeout=10)[0] == 200
