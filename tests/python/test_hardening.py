@@ -3,6 +3,7 @@ Python stack, RequestTimeout raised in the app, a stuck thread replaced),
 --queue-size (503 with Retry-After), and --worker-connections (new clients
 wait in the backlog instead of being refused)."""
 
+import resource
 import selectors
 import socket
 import time
@@ -209,17 +210,22 @@ def test_ambiguous_framing_gets_400_one_answer_and_a_closed_connection(wsgi_serv
 # -- slow clients ------------------------------------------------------------------------
 
 
-def test_stalled_downloads_and_trickled_uploads_hold_no_worker_thread(server_factory):
-    server = server_factory("wsgi_apps", ["--threads", "2", "--keep-alive", "60"])
+def test_a_thousand_stalled_clients_do_not_stop_others_being_served(server_factory):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    server = server_factory(
+        "wsgi_apps", ["--threads", "2", "--keep-alive", "60", "--worker-connections", "2000"]
+    )
     stalled = []
     try:
-        for _ in range(40):
+        for _ in range(10):
             # A download far larger than the socket buffers, never read.
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(b"GET /file?size=4000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /file?size=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             stalled.append(s)
-        for _ in range(40):
+        for _ in range(990):
             # Half of a small upload, then nothing.
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             s.sendall(
