@@ -278,3 +278,28 @@ def test_a_client_leaving_mid_upload_makes_the_apps_read_raise_oserror(server_fa
     server.wait_for_log(r"OSError: client disconnected while sending the request body")
     # The thread is free again.
     assert get(f"{server.url}/fixed", timeout=10)[0] == 200
+
+
+def test_a_slowloris_head_is_cut_off_at_the_header_timeout(server_factory):
+    server = server_factory("wsgi_apps", ["--keep-alive", "1"])
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.settimeout(0.2)
+    started = time.monotonic()
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+    closed = False
+    try:
+        for byte in head:  # one byte every 0.2 s: it would take 40 s to finish the head
+            try:
+                s.sendall(bytes([byte]))
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+    finally:
+        s.close()
+    assert closed
+    assert time.monotonic() - started < 5
