@@ -93,6 +93,10 @@ mod _ferrocorn {
     #[pymodule_export]
     const __version__: &str = env!("CARGO_PKG_VERSION");
 
+    /// Raised inside a request that runs past `--timeout`.
+    #[pymodule_export]
+    use crate::pool::RequestTimeout;
+
     /// Runs ferrocorn with `argv` (`sys.argv`) and returns the exit status.
     #[pyfunction]
     fn run(py: Python<'_>, argv: Vec<String>) -> i32 {

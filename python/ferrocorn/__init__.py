@@ -3,6 +3,6 @@
 Run it as ``ferrocorn myproject.wsgi:application`` or ``python -m ferrocorn``.
 """
 
-from ferrocorn._ferrocorn import __version__
+from ferrocorn._ferrocorn import RequestTimeout, __version__
 
-__all__ = ["__version__"]
+__all__ = ["RequestTimeout", "__version__"]

@@ -46,7 +46,14 @@ def test_the_app_sees_request_timeout_raised_in_its_thread(server_factory):
     server = server_factory("wsgi_apps", ["--timeout", "1", "--threads", "1"])
     assert get(f"{server.url}/spin?s=20")[0] == 504
     # The interrupted app's exception is logged like any error the app raises.
-    server.wait_for_log(r"RequestTimeout")
+    server.wait_for_log(r"^ferrocorn\.RequestTimeout")
+
+
+def test_apps_can_name_request_timeout():
+    import ferrocorn
+
+    assert issubclass(ferrocorn.RequestTimeout, BaseException)
+    assert not issubclass(ferrocorn.RequestTimeout, Exception)
 
 
 def test_a_thread_that_ignores_the_timeout_is_replaced(server_factory):
