@@ -58,7 +58,10 @@ impl RequestError {
             RequestError::Rejected(_) | RequestError::Unavailable => true,
             RequestError::Wsgi(f) => matches!(
                 f,
-                Failure::BadBody(_) | Failure::BadHeaders(_) | Failure::BodyTooLarge
+                Failure::BadBody(_)
+                    | Failure::BadHeaders(_)
+                    | Failure::BodyTooLarge
+                    | Failure::BodyTimeout
             ),
             RequestError::WorkerLost | RequestError::Busy | RequestError::Timeout => false,
         }

@@ -27,6 +27,9 @@ pub(super) struct IncomingReader {
     /// Bytes the body may still bring (`--limit-request-body`); `None` for no limit.
     allowance: Option<u64>,
     limit: u64,
+    /// How long the app waits for the next bytes (`--timeout`): a client that trickles a
+    /// large upload cannot hold a pool thread past it.
+    read_timeout: Option<std::time::Duration>,
 }
 
 impl IncomingReader {
@@ -35,6 +38,7 @@ impl IncomingReader {
         runtime: Handle,
         notes: Arc<Notes>,
         limit: Option<u64>,
+        read_timeout: Option<std::time::Duration>,
     ) -> IncomingReader {
         IncomingReader {
             body,
@@ -44,6 +48,7 @@ impl IncomingReader {
             notes,
             allowance: limit,
             limit: limit.unwrap_or(0),
+            read_timeout,
         }
     }
 
@@ -113,7 +118,17 @@ impl BodyReader for IncomingReader {
             return Ok(None);
         }
         loop {
-            match self.runtime.block_on(self.body.frame()) {
+            let frame = match self.read_timeout {
+                // The timer is made inside the runtime: this thread is not one of its own.
+                Some(limit) => {
+                    let body = &mut self.body;
+                    self.runtime
+                        .block_on(async { tokio::time::timeout(limit, body.frame()).await })
+                        .map_err(|_| BodyError::TimedOut(limit.as_secs()))?
+                }
+                None => self.runtime.block_on(self.body.frame()),
+            };
+            match frame {
                 None => return Ok(None),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,

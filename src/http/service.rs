@@ -180,6 +180,7 @@ async fn handle(
         shared.runtime.clone(),
         notes,
         shared.limit_request_body,
+        shared.timeout,
     );
     if read_ahead(&parts, &body_hint) {
         body.read_ahead().await;

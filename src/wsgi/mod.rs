@@ -51,6 +51,9 @@ pub enum BodyError {
     /// The body is malformed (bad chunk framing, say): the client gets a 400.
     #[error("invalid request body: {0}")]
     Malformed(String),
+    /// No body bytes came for `--timeout`: the client gets a 408.
+    #[error("no request body bytes for {0} s (--timeout)")]
+    TimedOut(u64),
     /// The body grew past `--limit-request-body`: the client gets a 413.
     #[error("request body larger than {0} bytes (--limit-request-body)")]
     TooLarge(u64),
@@ -138,6 +141,9 @@ pub enum Failure {
     /// The request body is larger than `--limit-request-body` allows.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client stopped sending the request body.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// The path is outside the mount point named by `SCRIPT_NAME`.
     #[error("path outside SCRIPT_NAME")]
     OutsideScriptName,
@@ -152,6 +158,7 @@ impl Failure {
             Failure::App => 500,
             Failure::BadBody(_) | Failure::BadHeaders(_) => 400,
             Failure::BodyTooLarge => 413,
+            Failure::BodyTimeout => 408,
             Failure::OutsideScriptName => 404,
         }
     }

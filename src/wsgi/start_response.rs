@@ -133,6 +133,7 @@ impl StartResponse {
         let failure = self.body_failure.lock().ok()?;
         failure.as_ref().map(|e| match e {
             BodyError::TooLarge(_) => Failure::BodyTooLarge,
+            BodyError::TimedOut(_) => Failure::BodyTimeout,
             e => Failure::BadBody(e.to_string()),
         })
     }

@@ -310,3 +310,18 @@ def test_a_slowloris_head_is_cut_off_at_the_header_timeout(server_factory):
         s.close()
     assert closed
     assert time.monotonic() - started < 5
+
+
+def test_a_large_upload_that_stalls_times_out_with_408(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "1", "--timeout", "1"])
+    with RawConnection(server.port, timeout=10) as conn:
+        # Larger than what is read before dispatch: the app's read waits for the rest.
+        conn.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        conn.send(b"v" * 100_000)
+        resp = conn.read_response()
+    # 408 from the stalled read, or 504 if the request's own --timeout struck first: both
+    # timers count the same second.
+    assert resp.status in (408, 504)
+    # Either way the app's read fails and the thread is freed.
+    server.wait_for_log(r"OSError: (no request body bytes for 1 s|client disconnected)")
+    assert get(f"{server.url}/fixed", timeout=10)[0] == 200
