@@ -103,27 +103,32 @@ fn watch<H: Handler>(
 /// Logs the overdue job with its thread's stack and raises `RequestTimeout` in that thread.
 fn interrupt(slot: &Arc<Slot>, seq: u64, what: &str, timeout: Duration) {
     Python::attach(|py| {
-        // With the GIL held, the slot's thread cannot start another job (it takes jobs
-        // attached), so if the slot still shows this job, the exception lands in it.
-        let still_running = slot
-            .lock()
-            .running
-            .as_ref()
-            .is_some_and(|job| job.seq == seq);
-        if !still_running {
-            return;
-        }
         let ident = slot.ident.load(std::sync::atomic::Ordering::Relaxed);
+        // Taking the stack runs Python code, which may let the job's thread run on and finish.
         let stack = stack_of(py, ident).unwrap_or_else(|err| format!("(no stack: {err})\n"));
-        tracing::error!(
-            "WORKER TIMEOUT (pid:{}) {what} ran past the {} s timeout in worker thread {}; \
-             raising RequestTimeout in it. Its stack:\n{}",
-            std::process::id(),
-            timeout.as_secs(),
-            slot.index,
-            stack.trim_end()
-        );
-        set_async_exc(py, ident, true);
+        // The check and the raise happen under the slot's lock, where the thread records the
+        // end of its job: either the job is still running and the exception is its own (the
+        // thread clears it if the job ends before Python sees it), or the job is over and
+        // nothing is raised. No Python code runs here, so the lock is never held across a
+        // wait for the interpreter.
+        let raised = {
+            let st = slot.lock();
+            let running = st.running.as_ref().is_some_and(|job| job.seq == seq);
+            if running {
+                set_async_exc(py, ident, true);
+            }
+            running
+        };
+        if raised {
+            tracing::error!(
+                "WORKER TIMEOUT (pid:{}) {what} ran past the {} s timeout in worker thread {}; \
+                 raising RequestTimeout in it. Its stack:\n{}",
+                std::process::id(),
+                timeout.as_secs(),
+                slot.index,
+                stack.trim_end()
+            );
+        }
     });
 }
 
