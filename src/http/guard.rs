@@ -547,11 +547,15 @@ fn check_head(head: &[u8], limits: &Limits) -> Result<CheckedHead, Reject> {
         forward.extend_from_slice(&head[method.len() + 1 + target.len() + 1..]);
         forward
     });
+    // `http://h` or `http://h?q`: the authority ends at something other than a `/`.
     let pathless_absolute = !target.starts_with(b"/")
         && target
             .windows(3)
             .position(|w| w == b"://")
-            .is_some_and(|i| !target[i + 3..].contains(&b'/'));
+            .is_some_and(|i| {
+                let rest = &target[i + 3..];
+                rest.iter().find(|&&b| matches!(b, b'/' | b'?' | b'#')) != Some(&b'/')
+            });
     let raw_target = (forward.is_some() || target.contains(&b'#') || pathless_absolute)
         .then(|| String::from_utf8_lossy(target).into_owned());
     Ok(CheckedHead {

@@ -37,7 +37,22 @@ pub struct GuardedIo<S> {
     send_timeout: Option<Duration>,
     /// Runs while a write waits.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Set once our side is shut: what the client still sends is read and dropped until it
+    /// closes too, or `LINGER` passes.
+    lingering: Option<Linger>,
 }
+
+/// A lingering close (RFC 9112 9.6): closing with the client's bytes unread makes the kernel
+/// send a reset, which destroys the responses still on their way to it (say, the answers to the
+/// requests pipelined before one that was refused).
+struct Linger {
+    deadline: Pin<Box<Sleep>>,
+    drained: usize,
+}
+
+/// How long, and how much, a closing connection keeps reading.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
 
 impl<S> GuardedIo<S> {
     pub fn new(
@@ -54,6 +69,7 @@ impl<S> GuardedIo<S> {
             end: None,
             send_timeout,
             stalled: None,
+            lingering: None,
         }
     }
 
@@ -128,7 +144,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -160,6 +176,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.lingering.is_none() {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.lingering = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER)),
+                drained: 0,
+            });
+        }
+        let Some(linger) = this.lingering.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            if linger.deadline.as_mut().poll(cx).is_ready() || linger.drained > LINGER_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            let read = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            });
+            match read {
+                // The client closed too (or the connection failed): nothing left to protect.
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(n)) => linger.drained += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }

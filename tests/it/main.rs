@@ -3,5 +3,6 @@
 
 mod support;
 
+mod fuzz;
 mod http1;
 mod wsgi;
