@@ -290,6 +290,35 @@ class Server:
         self._err.join(5)
 
 
+class LogFifo:
+    """A FIFO to pass as ``--error-logfile``, read as the server writes it (no polling)."""
+
+    def __init__(self, path):
+        os.mkfifo(path)
+        self.path = path
+        self.lines = []
+        self._listening = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                self.lines.append(line.rstrip("\n"))
+                if "Listening at:" in line:
+                    self._listening.set()
+
+    def wait_port(self, server, timeout=30):
+        """The port of the first ``Listening at:`` line written to the FIFO."""
+        assert self._listening.wait(timeout), f"log: {self.lines}\nstderr: {server.err_text()}"
+        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
+        return int(found.group(1))
+
+    def join(self, timeout=10):
+        """Waits until the server closed the FIFO."""
+        self._reader.join(timeout)
+
+
 class ServerFactory:
     """Starts servers and kills every one of them on ``close()``."""
 

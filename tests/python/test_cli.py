@@ -7,12 +7,11 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
-from helpers import APPS_DIR, REPO, differs_on_gunicorn, free_port, run_cli
+from helpers import APPS_DIR, REPO, LogFifo, differs_on_gunicorn, free_port, run_cli
 
 LOG_LINE_RE = re.compile(
     r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[(\d+)\] \[([A-Z]+)\] (.*)$"
@@ -230,30 +229,15 @@ def test_ipv6_bind(server_factory):
 
 
 def test_error_logfile_receives_the_log_instead_of_stderr(server_factory, tmp_path):
-    # A FIFO lets the test read the log as it is written, without polling.
-    fifo = tmp_path / "error.log"
-    os.mkfifo(fifo)
-    lines = []
-    listening = threading.Event()
-
-    def read_fifo():
-        with open(fifo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                lines.append(line.rstrip("\n"))
-                if "Listening at:" in line:
-                    listening.set()
-
-    reader = threading.Thread(target=read_fifo, daemon=True)
-    reader.start()
-    server = server_factory("wsgi_apps", ["--error-logfile", str(fifo)], wait=False)
-    assert listening.wait(30), f"log file: {lines}\nstderr: {server.err_text()}"
-    port = int(re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)).group(1))
+    log = LogFifo(tmp_path / "error.log")
+    server = server_factory("wsgi_apps", ["--error-logfile", str(log.path)], wait=False)
+    port = log.wait_port(server)
     assert get(f"http://127.0.0.1:{port}/ok")[0] == 200
     stopped = server.stop()
-    reader.join(10)
+    log.join()
     assert stopped.code == 0
     assert "Listening at:" not in stopped.err
-    assert any("Shutting down: Master" in line for line in lines), lines
+    assert any("Shutting down: Master" in line for line in log.lines), log.lines
 
 
 # -- bind errors ----------------------------------------------------------------------

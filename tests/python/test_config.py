@@ -6,19 +6,18 @@ not yet supported, -e, the request-limit flags, the access log against
 gunicorn's own line, --capture-output and Python logging configs."""
 
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
 import textwrap
-import threading
 import urllib.request
 
 import pytest
 from helpers import (
     APPS_DIR,
     IS_GUNICORN,
+    LogFifo,
     RawConnection,
     base_command,
     free_port,
@@ -396,31 +395,16 @@ def test_default_access_log_time_is_strftime_local_time(server_factory):
 
 
 def test_capture_output_sends_the_apps_prints_to_the_error_log(server_factory, tmp_path):
-    # A FIFO lets the test read the log as it is written, without polling.
-    fifo = tmp_path / "error.log"
-    os.mkfifo(fifo)
-    lines = []
-    listening = threading.Event()
-
-    def read_fifo():
-        with open(fifo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                lines.append(line.rstrip("\n"))
-                if "Listening at:" in line:
-                    listening.set()
-
-    reader = threading.Thread(target=read_fifo, daemon=True)
-    reader.start()
+    log = LogFifo(tmp_path / "error.log")
     server = server_factory(
-        "wsgi_apps", ["--capture-output", "--error-logfile", str(fifo)], wait=False
+        "wsgi_apps", ["--capture-output", "--error-logfile", str(log.path)], wait=False
     )
-    assert listening.wait(30), f"log file: {lines}\nstderr: {server.err_text()}"
-    port = int(re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(lines)).group(1))
+    port = log.wait_port(server)
     assert get(f"http://127.0.0.1:{port}/print?m1")[1] == b"printed"
     stopped = server.stop()
-    reader.join(10)
+    log.join()
     assert stopped.code == 0
-    assert "app stdout m1" in lines and "app stderr m1" in lines, lines
+    assert "app stdout m1" in log.lines and "app stderr m1" in log.lines, log.lines
     assert "app stdout" not in stopped.out and "app stderr" not in stopped.err
 
 
