@@ -21,6 +21,8 @@ pub enum StartupError {
     App(#[from] AppError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    PidFile(#[from] crate::lifecycle::PidFileError),
     #[error("Cannot open log file {path}: {err}")]
     LogFile { path: String, err: std::io::Error },
     #[error("{context}: {err}")]
@@ -53,6 +55,7 @@ impl StartupError {
             ) => exit::ERROR,
             StartupError::App(_) => exit::APP_LOAD_ERROR,
             StartupError::Bind(_)
+            | StartupError::PidFile(_)
             | StartupError::LogFile { .. }
             | StartupError::Io { .. }
             | StartupError::Python(_)

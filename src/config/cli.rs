@@ -217,7 +217,8 @@ pub struct Cli {
     #[arg(short = 'g', long, value_name = "GROUP", help_heading = MECHANICS)]
     pub group: Option<String>,
 
-    /// The umask for files the server writes (unix sockets, pid file). Default is 0.
+    /// The umask Unix socket files are created under (0 makes them `rwxrwxrwx`, as in
+    /// gunicorn). Default is 0.
     #[arg(short = 'm', long, value_name = "INT", value_parser = uint::<u32>,
           default_value = "0", help_heading = MECHANICS)]
     pub umask: u32,
@@ -480,12 +481,9 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("reload_extra_files", NOT_YET),
         ("spew", NOT_YET),
         ("preload_app", NOT_YET),
-        ("reuse_port", NOT_YET),
         ("daemon", NOT_YET),
-        ("pidfile", NOT_YET),
         ("user", NOT_YET),
         ("group", NOT_YET),
-        ("umask", NOT_YET),
         ("initgroups", NOT_YET),
         ("strip_header_spaces", NOT_YET),
         ("permit_unconventional_http_method", NOT_YET),

@@ -90,6 +90,12 @@ pub struct AppSettings {
 pub struct ServerSettings {
     pub binds: Vec<BindAddr>,
     pub backlog: u32,
+    /// `SO_REUSEPORT` on TCP listeners.
+    pub reuse_port: bool,
+    /// The umask Unix socket files are created under.
+    pub umask: u32,
+    /// Where the server's pid is written while it runs.
+    pub pidfile: Option<PathBuf>,
     /// How long an idle keep-alive connection is kept; `None` disables keep-alive.
     pub keepalive: Option<Duration>,
     pub graceful_timeout: Duration,
@@ -425,15 +431,15 @@ fn resolve(
         print_config: _,
         preload_app: _,
         sendfile: _,
-        reuse_port: _,
+        reuse_port,
         chdir,
         daemon: _,
         raw_env,
-        pidfile: _,
+        pidfile,
         worker_tmp_dir: _,
         user: _,
         group: _,
-        umask: _,
+        umask,
         initgroups: _,
         tmp_upload_dir: _,
         secure_scheme_headers,
@@ -531,6 +537,9 @@ fn resolve(
         server: ServerSettings {
             binds: bind,
             backlog,
+            reuse_port,
+            umask,
+            pidfile,
             keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
             graceful_timeout: Duration::from_secs(graceful_timeout),
             limits: RequestLimits::gunicorn(

@@ -2,7 +2,10 @@
 //! the lines gunicorn users know at each step. It owns the order of startup and shutdown and
 //! nothing of what each step does.
 
+mod pidfile;
 mod signals;
+
+pub use pidfile::PidFileError;
 
 use signals::Signals;
 
@@ -18,7 +21,7 @@ use crate::http::{Shared, WsgiWorker};
 use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
 use crate::pool::{Pool, PoolOptions};
-use crate::server::{self, ConnOptions};
+use crate::server::{self, BindOptions, ConnOptions};
 use crate::wsgi::{self, HeaderPolicy, Statics};
 
 /// How long a quick stop waits for pool threads to let go of Python.
@@ -63,12 +66,21 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             err,
         })?;
 
-    let bound = py.detach(|| server::bind_all(&settings.server.binds, settings.server.backlog))?;
+    let bind = BindOptions {
+        backlog: settings.server.backlog,
+        reuse_port: settings.server.reuse_port,
+        umask: settings.server.umask,
+    };
+    let bound = py.detach(|| server::bind_all(&settings.server.binds, bind))?;
     let pid = std::process::id();
     for b in &bound {
         tracing::info!("Listening at: {} ({pid})", b.url());
     }
     tracing::info!("Using worker: threads");
+    let pidfile = match &settings.server.pidfile {
+        Some(path) => Some(pidfile::PidFile::create(path)?),
+        None => None,
+    };
 
     let pool = Pool::start(
         PoolOptions {
@@ -125,6 +137,9 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
         Ok(pool.shutdown(wait))
     })?;
     tracing::info!("Shutting down: Master");
+    if let Some(p) = pidfile {
+        p.remove();
+    }
     Ok(clean)
 }
 

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::stat::{umask, Mode};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::BindAddr;
@@ -49,14 +50,36 @@ pub enum BindError {
     Resolve(BindAddr),
 }
 
-/// Binds every address, retrying busy ones.
-pub fn bind_all(addrs: &[BindAddr], backlog: u32) -> Result<Vec<Bound>, BindError> {
-    addrs.iter().map(|a| bind_with_retry(a, backlog)).collect()
+/// How sockets are bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// The listen queue length. Default is 2048.
+    pub backlog: u32,
+    /// Set `SO_REUSEPORT` on TCP sockets (`--reuse-port`).
+    pub reuse_port: bool,
+    /// The umask a Unix socket file is created under (`--umask`; gunicorn's default 0 makes it
+    /// `rwxrwxrwx`).
+    pub umask: u32,
 }
 
-fn bind_with_retry(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
+impl Default for BindOptions {
+    fn default() -> BindOptions {
+        BindOptions {
+            backlog: 2048,
+            reuse_port: false,
+            umask: 0,
+        }
+    }
+}
+
+/// Binds every address, retrying busy ones.
+pub fn bind_all(addrs: &[BindAddr], opts: BindOptions) -> Result<Vec<Bound>, BindError> {
+    addrs.iter().map(|a| bind_with_retry(a, opts)).collect()
+}
+
+fn bind_with_retry(addr: &BindAddr, opts: BindOptions) -> Result<Bound, BindError> {
     for attempt in 1..=BIND_ATTEMPTS {
-        match bind(addr, backlog) {
+        match bind(addr, opts) {
             Err(BindError::InUse(_)) if attempt < BIND_ATTEMPTS => {
                 tracing::error!("Connection in use: {addr}");
                 tracing::error!("Retrying in 1 second.");
@@ -68,7 +91,7 @@ fn bind_with_retry(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
     Err(BindError::InUse(addr.clone()))
 }
 
-fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
+fn bind(addr: &BindAddr, opts: BindOptions) -> Result<Bound, BindError> {
     let io_err = |err: io::Error| match err.kind() {
         io::ErrorKind::AddrInUse => BindError::InUse(addr.clone()),
         _ => BindError::Io {
@@ -76,7 +99,7 @@ fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
             err,
         },
     };
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
     match addr {
         BindAddr::Tcp { host, port } => {
             let sa = (host.as_str(), *port)
@@ -87,6 +110,9 @@ fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
             let socket =
                 Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(io_err)?;
             socket.set_reuse_address(true).map_err(io_err)?;
+            if opts.reuse_port {
+                socket.set_reuse_port(true).map_err(io_err)?;
+            }
             socket.bind(&sa.into()).map_err(io_err)?;
             socket.listen(backlog).map_err(io_err)?;
             let local = socket
@@ -104,9 +130,12 @@ fn bind(addr: &BindAddr, backlog: u32) -> Result<Bound, BindError> {
                 let _ = std::fs::remove_file(path);
             }
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err)?;
-            socket
-                .bind(&SockAddr::unix(path).map_err(io_err)?)
-                .map_err(io_err)?;
+            let sock_addr = SockAddr::unix(path).map_err(io_err)?;
+            // The socket file's mode comes from the umask at bind time, as in gunicorn.
+            let old = umask(Mode::from_bits_truncate(opts.umask as nix::libc::mode_t));
+            let bound = socket.bind(&sock_addr);
+            umask(old);
+            bound.map_err(io_err)?;
             socket.listen(backlog).map_err(io_err)?;
             Ok(Bound {
                 socket,
@@ -158,7 +187,11 @@ mod tests {
 
     #[test]
     fn port_zero_reports_the_real_port() {
-        let b = bind(&BindAddr::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let b = bind(
+            &BindAddr::parse("127.0.0.1:0").unwrap(),
+            BindOptions::default(),
+        )
+        .unwrap();
         let url = b.url();
         assert!(url.starts_with("http://127.0.0.1:"));
         assert_ne!(url, "http://127.0.0.1:0");
@@ -166,12 +199,19 @@ mod tests {
 
     #[test]
     fn a_busy_address_is_reported_as_in_use() {
-        let first = bind(&BindAddr::parse("127.0.0.1:0").unwrap(), 16).unwrap();
+        let first = bind(
+            &BindAddr::parse("127.0.0.1:0").unwrap(),
+            BindOptions::default(),
+        )
+        .unwrap();
         let Kind::Tcp(sa) = first.kind else {
             panic!("tcp")
         };
         let again = BindAddr::parse(&sa.to_string()).unwrap();
-        assert!(matches!(bind(&again, 16), Err(BindError::InUse(_))));
+        assert!(matches!(
+            bind(&again, BindOptions::default()),
+            Err(BindError::InUse(_))
+        ));
     }
 
     #[test]
@@ -180,8 +220,8 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("s.sock");
         let addr = BindAddr::Unix(path.clone());
-        drop(bind(&addr, 16).unwrap());
-        let again = bind(&addr, 16).unwrap();
+        drop(bind(&addr, BindOptions::default()).unwrap());
+        let again = bind(&addr, BindOptions::default()).unwrap();
         assert_eq!(again.url(), format!("unix:{}", path.display()));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::http::guard::Limits;
 use crate::http::Shared;
-pub use listener::{bind_all, BindError, Bound, Kind};
+pub use listener::{bind_all, BindError, BindOptions, Bound, Kind};
 
 /// How the server was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

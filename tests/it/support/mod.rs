@@ -53,7 +53,11 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let statics = Statics::new(py, "", threads > 1, Default::default(), policy).unwrap();
         (app, statics)
     });
-    let bound = server::bind_all(&[BindAddr::parse("127.0.0.1:0").unwrap()], 64).unwrap();
+    let bound = server::bind_all(
+        &[BindAddr::parse("127.0.0.1:0").unwrap()],
+        Default::default(),
+    )
+    .unwrap();
     let Kind::Tcp(addr) = bound[0].kind.clone() else {
         panic!("tcp")
     };

@@ -1,0 +1,54 @@
+"""Process integration: -p/--pid (written while serving, removed on exit,
+refused when another live process holds it), --reuse-port (two servers on one
+port), and -m/--umask for Unix socket files."""
+
+import os
+import stat
+
+import pytest
+from helpers import APPS_DIR, differs_on_gunicorn, free_port, run_cli
+
+
+def test_pid_file_holds_the_pid_while_serving_and_goes_at_exit(server_factory, tmp_path):
+    pidfile = tmp_path / "ferrocorn.pid"
+    server = server_factory("wsgi_apps", ["--pid", str(pidfile)])
+    server.wait_for_log(r"Booting worker")
+    assert pidfile.read_text() == f"{server.pid}\n"
+    assert stat.S_IMODE(pidfile.stat().st_mode) == 0o644
+    stopped = server.stop()
+    assert stopped.code == 0
+    assert not pidfile.exists()
+
+
+def test_a_pid_file_of_a_live_process_is_refused(tmp_path):
+    pidfile = tmp_path / "taken.pid"
+    pidfile.write_text(f"{os.getpid()}\n")  # this test's own, live process
+    args = ["--pid", str(pidfile), "-b", "127.0.0.1:0", "--chdir", str(APPS_DIR), "wsgi_apps"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"Already running on PID {os.getpid()}" in result.stderr
+    assert pidfile.read_text() == f"{os.getpid()}\n"
+
+
+def test_a_stale_pid_file_is_replaced(server_factory, tmp_path):
+    pidfile = tmp_path / "stale.pid"
+    pidfile.write_text("2147483646\n")
+    server = server_factory("wsgi_apps", ["-p", str(pidfile)])
+    server.wait_for_log(r"Booting worker")
+    assert pidfile.read_text() == f"{server.pid}\n"
+
+
+@differs_on_gunicorn("gunicorn 27 logs an empty address with --reuse-port (it binds in workers)")
+def test_reuse_port_lets_two_servers_share_a_port(server_factory):
+    port = free_port()
+    first = server_factory("wsgi_apps", ["--reuse-port"], binds=[f"127.0.0.1:{port}"])
+    second = server_factory("wsgi_apps", ["--reuse-port"], binds=[f"127.0.0.1:{port}"])
+    assert first.addresses == second.addresses == [f"http://127.0.0.1:{port}"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(None, 0o777), ("0o077", 0o700), ("18", 0o755)])
+def test_umask_sets_the_unix_socket_files_mode(server_factory, tmp_path, umask, mode):
+    sock = tmp_path / "s.sock"
+    args = ["--umask", umask] if umask else []
+    server_factory("wsgi_apps", args, binds=[f"unix:{sock}"])
+    assert stat.S_IMODE(sock.stat().st_mode) == mode
