@@ -88,6 +88,7 @@ pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
             queue_limit: settings.pool.queue_limit,
             timeout: settings.pool.timeout,
             grace: settings.server.graceful_timeout,
+            max_waiting: settings.server.worker_connections,
         },
         Arc::new(WsgiWorker::new(app, statics, access)),
     )

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use pyo3::Python;
 
 use queue::{PushError, Queue};
+pub use thread::waiting_for_client;
 pub use watchdog::RequestTimeout;
 
 /// What the pool threads run.
@@ -48,6 +49,9 @@ pub struct PoolOptions {
     /// How long an interrupted job has to give its thread back before the thread is abandoned
     /// and replaced (`--graceful-timeout`).
     pub grace: Duration,
+    /// The most threads counted out of the pool while they wait on slow clients
+    /// (`--worker-connections`: each connection holds at most one).
+    pub max_waiting: usize,
 }
 
 /// A running pool.
@@ -101,20 +105,11 @@ impl<J: Send + 'static> Pool<J> {
     ) -> std::io::Result<Pool<J>> {
         let queue = Arc::new(Queue::with_limit(opts.queue_limit));
         let threads: Threads = Arc::default();
-        let watched = opts.timeout.is_some();
-        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone(), watched);
+        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone(), true);
         for _ in 0..opts.size.max(1) {
             spawner.spawn()?;
         }
-        let watchdog = match opts.timeout {
-            Some(timeout) => Some(watchdog::Watchdog::start(
-                timeout,
-                opts.grace,
-                threads.clone(),
-                spawner,
-            )?),
-            None => None,
-        };
+        let watchdog = Some(watchdog::Watchdog::start(opts, threads.clone(), spawner)?);
         Ok(Pool {
             queue,
             threads,
@@ -188,6 +183,7 @@ mod tests {
             queue_limit: None,
             timeout: Some(Duration::from_secs(30)),
             grace: Duration::from_secs(1),
+            max_waiting: 10,
         };
         let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
         let submit = pool.submitter();
@@ -209,6 +205,7 @@ mod tests {
             queue_limit: Some(0),
             timeout: None,
             grace: Duration::from_secs(1),
+            max_waiting: 10,
         };
         let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
         assert_eq!(pool.submitter().submit(5), Err(SubmitError::Full));

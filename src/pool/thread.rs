@@ -31,6 +31,8 @@ pub(super) struct SlotState {
     pub(super) running: Option<Running>,
     /// The watchdog gave up on this thread; it exits once its job returns.
     pub(super) abandoned: bool,
+    /// Since when the job has been waiting for a slow client to take its response.
+    pub(super) client_wait: Option<Instant>,
     /// Jobs started, so the watchdog can tell one job from the next.
     pub(super) started: u64,
 }
@@ -101,7 +103,29 @@ impl<H: Handler> Spawner<H> {
     }
 }
 
-fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Slot, watched: bool) {
+thread_local! {
+    /// The slot of the pool thread running here, for `waiting_for_client`.
+    static SLOT: std::cell::RefCell<Option<Arc<Slot>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `wait` (a detached wait for a slow client to take a response chunk) with the thread's
+/// slot saying so: the watchdog then counts the thread out of the pool and starts another, so
+/// a client that stops reading holds no share of the pool while the app's iterator waits on its
+/// own thread (where its thread-local state lives).
+pub fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
+    let slot = SLOT.with(|s| s.borrow().clone());
+    if let Some(slot) = &slot {
+        slot.lock().client_wait = Some(Instant::now());
+    }
+    let out = wait();
+    if let Some(slot) = &slot {
+        slot.lock().client_wait = None;
+    }
+    out
+}
+
+fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>, watched: bool) {
+    SLOT.with(|s| *s.borrow_mut() = Some(slot.clone()));
     queue.join();
     Python::attach(|py| {
         if let Ok(ident) = py
@@ -148,7 +172,7 @@ fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Slot, watched: boo
                     }
                 }
                 if abandoned {
-                    tracing::info!("Abandoned worker thread {} exits", slot.index);
+                    tracing::debug!("Worker thread {} leaves the pool", slot.index);
                     return;
                 }
                 queue.back_on_standby();

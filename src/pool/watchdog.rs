@@ -5,6 +5,9 @@
 //! by raising `RequestTimeout` in its thread. If the thread is still in the same job a
 //! `--graceful-timeout` later, it is abandoned and a replacement thread is started, so the pool
 //! keeps its size. Answering the client (504) is the HTTP side's business, not this module's.
+//! The same replacement serves threads that wait on a slow client (`waiting_for_client`): after
+//! a moment such a thread is counted out of the pool and another takes its place, up to
+//! `max_waiting` of them, so clients that stop reading cannot take the pool away from the rest.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 
 use super::thread::{Slot, Spawner};
-use super::{Handler, Threads};
+use super::{Handler, PoolOptions, Threads};
 
 pyo3::create_exception!(
     ferrocorn,
@@ -32,15 +35,14 @@ pub(super) struct Watchdog {
 
 impl Watchdog {
     pub(super) fn start<H: Handler>(
-        timeout: Duration,
-        grace: Duration,
+        opts: PoolOptions,
         threads: Threads,
         spawner: Spawner<H>,
     ) -> std::io::Result<Watchdog> {
         let (stop, stopped) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("ferrocorn-watchdog".into())
-            .spawn(move || watch(timeout, grace, &threads, &spawner, &stopped))?;
+            .spawn(move || watch(opts, &threads, &spawner, &stopped))?;
         Ok(Watchdog { stop, handle })
     }
 
@@ -50,24 +52,43 @@ impl Watchdog {
     }
 }
 
+/// How long a thread waits on a slow client before another takes its place in the pool.
+const CLIENT_WAIT: Duration = Duration::from_millis(500);
+
 fn watch<H: Handler>(
-    timeout: Duration,
-    grace: Duration,
+    opts: PoolOptions,
     threads: &Threads,
     spawner: &Spawner<H>,
     stopped: &mpsc::Receiver<()>,
 ) {
-    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let (timeout, grace) = (opts.timeout, opts.grace);
+    let tick = (timeout.unwrap_or(CLIENT_WAIT) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_millis(250));
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
         let now = Instant::now();
         let mut overdue = Vec::new();
         let mut abandoned = Vec::new();
-        for (_, slot) in threads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let mut waiting = Vec::new();
+        let mut threads = threads.lock().unwrap_or_else(|p| p.into_inner());
+        // Threads that left the pool and have ended are forgotten.
+        threads.retain(|(handle, _)| !handle.is_finished());
+        let mut out_of_pool = threads.iter().filter(|(_, s)| s.lock().abandoned).count();
+        for (_, slot) in threads.iter() {
             let mut st = slot.lock();
             if st.abandoned {
                 continue;
             }
-            let Some(job) = st.running.as_mut() else {
+            if st
+                .client_wait
+                .is_some_and(|since| now.duration_since(since) >= CLIENT_WAIT)
+                && out_of_pool < opts.max_waiting
+            {
+                st.abandoned = true;
+                out_of_pool += 1;
+                waiting.push(slot.index);
+                continue;
+            }
+            let (Some(timeout), Some(job)) = (timeout, st.running.as_mut()) else {
                 continue;
             };
             match job.interrupted {
@@ -83,8 +104,17 @@ fn watch<H: Handler>(
                 _ => {}
             }
         }
+        drop(threads);
+        for index in waiting {
+            tracing::debug!(
+                "Worker thread {index} waits on a slow client; another thread takes its place"
+            );
+            if let Err(err) = spawner.spawn() {
+                tracing::error!("Cannot start a replacement worker thread: {err}");
+            }
+        }
         for (slot, seq, what) in overdue {
-            interrupt(&slot, seq, &what, timeout);
+            interrupt(&slot, seq, &what, timeout.unwrap_or_default());
         }
         for (slot, what) in abandoned {
             tracing::error!(

@@ -246,7 +246,7 @@ impl StartResponse {
             Err(TrySendError::Full(chunk)) => {
                 let tx = tx.clone();
                 drop(st);
-                py.detach(|| tx.blocking_send(chunk))
+                py.detach(|| crate::pool::waiting_for_client(|| tx.blocking_send(chunk)))
                     .map_err(|_| SendError::ClientGone)
             }
         }

@@ -3,6 +3,7 @@ Python stack, RequestTimeout raised in the app, a stuck thread replaced),
 --queue-size (503 with Retry-After), and --worker-connections (new clients
 wait in the backlog instead of being refused)."""
 
+import os
 import resource
 import selectors
 import socket
@@ -263,14 +264,17 @@ def test_a_client_that_stops_reading_a_stream_is_cut_off_after_the_timeout(serve
     server = server_factory("wsgi_apps", ["--threads", "1", "--timeout", "1"])
     stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    # 64 MiB from a generator: it holds the only thread while it streams.
+    # 64 MiB from a generator, never read, on a connection the client keeps open.
     stalled.sendall(b"GET /stream?n=1024&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert stalled.recv(16).startswith(b"HTTP/1.1 200")  # streaming has begun
     try:
-        started = time.monotonic()
+        # Another thread serves meanwhile...
         assert get(f"{server.url}/fixed", timeout=20)[0] == 200
-        # Freed by cutting the stalled client off after --timeout, not by it going away.
-        assert 0.5 < time.monotonic() - started < 10
+        # ...and the stalled stream's thread ends: --timeout cut the connection off.
+        deadline = time.monotonic() + 15
+        while len(pool_threads(server.pid)) > 1:
+            assert time.monotonic() < deadline, pool_threads(server.pid)
+            time.sleep(0.1)
     finally:
         stalled.close()
 
@@ -326,3 +330,43 @@ def test_a_large_upload_that_stalls_times_out_with_408(server_factory):
     server.wait_for_log(r"OSError: (no request body bytes for 1 s|client disconnected)")
     status, _, _ = get(f"{server.url}/fixed", timeout=10)
     assert status == 200, server.err_text()
+
+
+def pool_threads(pid):
+    """The ferrocorn-py-* threads of the server process."""
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # the thread ended while we looked
+    return [n for n in names if n.startswith("ferrocorn-py")]
+
+
+def test_clients_that_stop_reading_streams_do_not_take_the_pool(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "2", "--timeout", "60"])
+    server.wait_for_log(r"Booting worker pool")  # the pool starts after the listeners
+    assert len(pool_threads(server.pid)) == 2
+    stalled = []
+    try:
+        for _ in range(8):
+            # 64 MiB from a generator, never read: each holds its thread while it waits.
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /stream?n=1024&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        for s in stalled:
+            assert s.recv(16).startswith(b"HTTP/1.1 200")  # every stream has begun
+        started = time.monotonic()
+        assert get(f"{server.url}/fixed", timeout=20)[0] == 200
+        assert time.monotonic() - started < 3
+    finally:
+        for s in stalled:
+            s.close()
+    # The threads that waited on those clients leave once their streams end.
+    deadline = time.monotonic() + 20
+    while len(pool_threads(server.pid)) > 2:
+        assert time.monotonic() < deadline, pool_threads(server.pid)
+        time.sleep(0.1)
+    assert get(f"{server.url}/fixed", timeout=10)[0] == 200

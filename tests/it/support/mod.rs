@@ -66,6 +66,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         queue_limit: None,
         timeout: None,
         grace: Duration::from_secs(5),
+        max_waiting: 100,
     };
     let pool = Pool::start(opts, Arc::new(WsgiWorker::new(app, statics, None))).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
