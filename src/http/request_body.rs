@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tokio::runtime::Handle;
 
 use super::guard::Notes;
+use crate::pool::waiting_for_client;
 use crate::wsgi::{BodyError, BodyReader};
 use std::sync::Arc;
 
@@ -120,13 +121,19 @@ impl BodyReader for IncomingReader {
         loop {
             let frame = match self.read_timeout {
                 // The timer is made inside the runtime: this thread is not one of its own.
+                // A client slow to send counts this thread out of the pool meanwhile (see
+                // `pool::waiting_for_client`).
                 Some(limit) => {
-                    let body = &mut self.body;
-                    self.runtime
-                        .block_on(async { tokio::time::timeout(limit, body.frame()).await })
-                        .map_err(|_| BodyError::TimedOut(limit.as_secs()))?
+                    let (body, runtime) = (&mut self.body, &self.runtime);
+                    waiting_for_client(|| {
+                        runtime.block_on(async { tokio::time::timeout(limit, body.frame()).await })
+                    })
+                    .map_err(|_| BodyError::TimedOut(limit.as_secs()))?
                 }
-                None => self.runtime.block_on(self.body.frame()),
+                None => {
+                    let (body, runtime) = (&mut self.body, &self.runtime);
+                    waiting_for_client(|| runtime.block_on(body.frame()))
+                }
             };
             match frame {
                 None => return Ok(None),

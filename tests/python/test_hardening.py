@@ -370,3 +370,21 @@ def test_clients_that_stop_reading_streams_do_not_take_the_pool(server_factory):
         assert time.monotonic() < deadline, pool_threads(server.pid)
         time.sleep(0.1)
     assert get(f"{server.url}/fixed", timeout=10)[0] == 200
+
+
+def test_large_uploads_that_trickle_do_not_take_the_pool(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "2", "--timeout", "60"])
+    stalled = []
+    try:
+        for _ in range(8):
+            # Larger than what is read before dispatch: the app's read waits for the rest.
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            s.sendall(b"w" * 100_000)
+            stalled.append(s)
+        started = time.monotonic()
+        assert get(f"{server.url}/fixed", timeout=20)[0] == 200
+        assert time.monotonic() - started < 8
+    finally:
+        for s in stalled:
+            s.close()
