@@ -11,7 +11,8 @@
 //! - `http`: the bridge between hyper and `wsgi`: the request-stream guard, service, bodies,
 //!   request errors.
 //! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
-//! - `pool`: the Python thread pool and its GIL-aware queue.
+//! - `pool`: the Python thread pool, its GIL-aware queue, and the watchdog (`--timeout`,
+//!   replacing stuck threads and threads waiting on slow clients).
 //! - `logging`: gunicorn-style error and access logs, or Python's `logging` when configured.
 //! - `error`: startup failures and exit statuses.
 

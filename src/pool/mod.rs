@@ -7,6 +7,10 @@
 //! to back, and one more thread stands by to take over whenever the app releases the GIL (I/O,
 //! `time.sleep`), so slow requests never hold up quick ones and quick ones never pay for a
 //! thread switch each.
+//!
+//! The `watchdog` keeps the pool at its size: it interrupts jobs that overrun `--timeout`,
+//! replaces threads that stay stuck, and replaces threads that wait on slow clients, so neither
+//! a stuck app nor clients that stop reading can take the pool away from everyone else.
 
 mod queue;
 mod thread;

@@ -1,8 +1,10 @@
 //! One pool thread: attach to Python once, then serve the queue while holding the GIL and
 //! detach to sleep when it is empty. A panic in a job is caught so the thread, and the pool,
-//! keep serving. Each thread reports what it runs in its `Slot`, which the watchdog reads; a
-//! thread whose slot was abandoned (its job overran `--timeout` and ignored the interruption)
-//! exits as soon as the job gives it back, its replacement having already taken its place.
+//! keep serving. Each thread reports what it runs, and whether it is waiting on a slow client,
+//! in its `Slot`, which the watchdog reads; a thread the watchdog counted out of the pool (its
+//! job overran `--timeout` and ignored the interruption, or it waits on a client that does not
+//! read or send) exits as soon as the job gives it back, its replacement having already taken
+//! its place.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
