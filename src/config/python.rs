@@ -74,7 +74,7 @@ pub fn read(py: Python<'_>, location: &str, cmd: &Command) -> Result<ConfigFile,
 fn execute<'py>(py: Python<'py>, location: &str) -> Result<Bound<'py, PyDict>, ConfigError> {
     let failed = |err: PyErr| ConfigError::FileFailed {
         path: location.to_string(),
-        traceback: crate::config::python::traceback(py, &err),
+        traceback: traceback(py, &err),
     };
     if let Some(module) = location.strip_prefix("python:") {
         let module = py.import(module).map_err(failed)?;

@@ -23,6 +23,20 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
 }
 
+/// Reads from `inner` into this runtime thread's scratch buffer and hands what came to `f`.
+fn read_scratch<S: AsyncRead + Unpin, T>(
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    f: impl FnOnce(&[u8]) -> T,
+) -> Poll<io::Result<T>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut rb = ReadBuf::new(&mut scratch[..]);
+        ready!(Pin::new(inner).poll_read(cx, &mut rb))?;
+        Poll::Ready(Ok(f(rb.filled())))
+    })
+}
+
 /// Checked bytes beyond this are not kept allocated once hyper has read them.
 const KEEP_OUT_CAPACITY: usize = 8 * 1024;
 
@@ -123,23 +137,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 Some(_) => return Poll::Ready(Ok(())),
                 None => {}
             }
-            let read = SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let mut rb = ReadBuf::new(&mut scratch[..]);
-                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => {}
-                    other => return other,
-                }
-                match rb.filled() {
-                    [] => this.end = Some(Verdict::EndAfter),
-                    data => match this.guard.push(data, &mut this.out, &this.notes) {
-                        Verdict::Ok => {}
-                        other => this.end = Some(other),
-                    },
-                }
-                Poll::Ready(Ok(()))
-            });
-            ready!(read)?;
+            let (guard, out, notes) = (&mut this.guard, &mut this.out, &this.notes);
+            this.end = ready!(read_scratch(&mut this.inner, cx, |data| match data {
+                [] => Some(Verdict::EndAfter),
+                data => match guard.push(data, out, notes) {
+                    Verdict::Ok => None,
+                    other => Some(other),
+                },
+            }))?;
         }
     }
 }
@@ -191,16 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
             if linger.deadline.as_mut().poll(cx).is_ready() || linger.drained > LINGER_BYTES {
                 return Poll::Ready(Ok(()));
             }
-            let read = SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let mut rb = ReadBuf::new(&mut scratch[..]);
-                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
-            });
-            match read {
+            match read_scratch(&mut this.inner, cx, <[u8]>::len) {
                 // The client closed too (or the connection failed): nothing left to protect.
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
                 Poll::Ready(Ok(n)) => linger.drained += n,

@@ -18,7 +18,7 @@ use super::error::RequestError;
 use super::guard::Notes;
 use super::request_body::{IncomingReader, PREREAD};
 use super::response_body::ResponseBody;
-use super::worker::{Job, StartMark};
+use super::worker::{Job, Ticket};
 use crate::pool::{SubmitError, Submitter};
 use crate::wsgi::{self, Answer, ConnInfo, Failure, HeadBody, Reply};
 use tokio::sync::oneshot;
@@ -128,16 +128,16 @@ impl Future for Respond {
 /// thread nobody waits for its head.
 async fn answer_within(
     head_rx: oneshot::Receiver<Answer>,
-    started: &StartMark,
+    ticket: &Ticket,
     limit: std::time::Duration,
 ) -> Result<Result<Answer, oneshot::error::RecvError>, RequestError> {
     tokio::pin!(head_rx);
     loop {
-        let deadline = started.started().unwrap_or_else(Instant::now) + limit;
+        let deadline = ticket.started().unwrap_or_else(Instant::now) + limit;
         match tokio::time::timeout_at(deadline.into(), &mut head_rx).await {
             Ok(answer) => return Ok(answer),
             Err(_)
-                if started
+                if ticket
                     .started()
                     .is_some_and(|at| at + limit <= Instant::now()) =>
             {
@@ -186,7 +186,7 @@ async fn handle(
         body.read_ahead().await;
     }
     let (reply, head_rx) = Reply::channel();
-    let started = Arc::new(StartMark::default());
+    let ticket = Arc::new(Ticket::new(&parts, raw_target.as_deref()));
     let request = wsgi::Request {
         parts,
         raw_target,
@@ -197,14 +197,14 @@ async fn handle(
     };
     let job = Job {
         request,
-        started: started.clone(),
+        ticket: ticket.clone(),
     };
     shared.pool.submit(job).map_err(|e| match e {
         SubmitError::Full => RequestError::Busy,
         SubmitError::Closed => RequestError::Unavailable,
     })?;
     let answer = match shared.timeout {
-        Some(limit) => answer_within(head_rx, &started, limit).await?,
+        Some(limit) => answer_within(head_rx, &ticket, limit).await?,
         None => head_rx.await,
     };
     let head = match answer {

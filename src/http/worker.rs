@@ -10,18 +10,25 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::logging::access::{AccessLog, AccessRecord};
-use crate::pool::Handler;
+use crate::pool::{Describe, Handler};
 use crate::wsgi::{self, Keep, Served, Statics};
 
-/// One request on its way to a pool thread, with the mark it leaves when a thread takes it up.
+/// One request on its way to a pool thread, with its ticket.
 pub struct Job {
     pub request: wsgi::Request,
-    pub started: Arc<StartMark>,
+    pub ticket: Arc<Ticket>,
 }
 
-/// When a pool thread took a request up; `--timeout` counts from there, not from the queue.
-#[derive(Debug, Default)]
-pub struct StartMark(AtomicU64);
+/// What a request is and when a pool thread took it up, shared by the connection (`--timeout`
+/// counts from there, not from the queue) and the pool's watchdog (which names the request
+/// only if it overruns, so nothing is formatted per request).
+#[derive(Debug)]
+pub struct Ticket {
+    started: AtomicU64,
+    method: http::Method,
+    /// The target as sent when the guard kept it, else the parsed URI.
+    target: Result<String, http::Uri>,
+}
 
 /// The instant marks count from.
 fn epoch() -> Instant {
@@ -29,18 +36,37 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-impl StartMark {
+impl Ticket {
+    pub fn new(parts: &http::request::Parts, raw_target: Option<&str>) -> Ticket {
+        Ticket {
+            started: AtomicU64::new(0),
+            method: parts.method.clone(),
+            target: raw_target
+                .map(str::to_string)
+                .ok_or_else(|| parts.uri.clone()),
+        }
+    }
+
     fn mark(&self) {
         let nanos = epoch().elapsed().as_nanos().max(1);
-        self.0
+        self.started
             .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
     }
 
     /// When the request started running, if it has.
     pub fn started(&self) -> Option<Instant> {
-        match self.0.load(Ordering::Acquire) {
+        match self.started.load(Ordering::Acquire) {
             0 => None,
             nanos => Some(epoch() + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+impl Describe for Ticket {
+    fn describe(&self) -> String {
+        match &self.target {
+            Ok(raw) => format!("{} {raw}", self.method),
+            Err(uri) => format!("{} {uri}", self.method),
         }
     }
 }
@@ -84,7 +110,7 @@ impl Handler for WsgiWorker {
     type Done = Option<Logged>;
 
     fn handle(&self, py: Python<'_>, job: Job) -> Option<Logged> {
-        job.started.mark();
+        job.ticket.mark();
         let served = wsgi::serve(py, self.app.bind(py), &self.statics, job.request);
         let (log, mut served) = (self.access.as_ref()?, served?);
         let needs = log.needs();
@@ -114,12 +140,8 @@ impl Handler for WsgiWorker {
         })
     }
 
-    fn describe(&self, job: &Job) -> String {
-        let req = &job.request;
-        match &req.raw_target {
-            Some(raw) => format!("{} {raw}", req.parts.method),
-            None => format!("{} {}", req.parts.method, req.parts.uri),
-        }
+    fn describe(&self, job: &Job) -> Arc<dyn Describe> {
+        job.ticket.clone()
     }
 
     fn needs_finish(&self) -> bool {

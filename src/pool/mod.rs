@@ -37,8 +37,14 @@ pub trait Handler: Send + Sync + 'static {
     fn needs_finish(&self) -> bool;
     /// Runs after `handle` (access logging).
     fn finish(&self, done: Self::Done);
-    /// A short description of a job for the timeout log (`GET /path`).
-    fn describe(&self, job: &Self::Job) -> String;
+    /// What a job is, for the timeout log (`GET /path`). Called for every job, so it should
+    /// hand out something the job already holds; it is rendered only when a job overruns.
+    fn describe(&self, job: &Self::Job) -> Arc<dyn Describe>;
+}
+
+/// A job's description, rendered only when the watchdog has something to say about it.
+pub trait Describe: Send + Sync {
+    fn describe(&self) -> String;
 }
 
 /// How the pool runs.
@@ -109,7 +115,7 @@ impl<J: Send + 'static> Pool<J> {
     ) -> std::io::Result<Pool<J>> {
         let queue = Arc::new(Queue::with_limit(opts.queue_limit));
         let threads: Threads = Arc::default();
-        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone(), true);
+        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone());
         for _ in 0..opts.size.max(1) {
             spawner.spawn()?;
         }
@@ -158,6 +164,14 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    struct JobNumber(u32);
+
+    impl Describe for JobNumber {
+        fn describe(&self) -> String {
+            format!("job {}", self.0)
+        }
+    }
+
     /// Panics on job 0 and reports every other job.
     struct Flaky(Mutex<mpsc::Sender<u32>>);
 
@@ -174,8 +188,8 @@ mod tests {
             false
         }
         fn finish(&self, _: ()) {}
-        fn describe(&self, job: &u32) -> String {
-            format!("job {job}")
+        fn describe(&self, job: &u32) -> Arc<dyn Describe> {
+            Arc::new(JobNumber(*job))
         }
     }
 

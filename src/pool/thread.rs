@@ -14,7 +14,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 
 use super::queue::Queue;
-use super::{Handler, Threads};
+use super::{Describe, Handler, Threads};
 
 /// Python code can recurse deeply (Django templates); give threads the stack CPython's own
 /// threads get on Linux.
@@ -43,7 +43,7 @@ pub(super) struct SlotState {
 pub(super) struct Running {
     pub(super) seq: u64,
     pub(super) since: Instant,
-    pub(super) what: String,
+    pub(super) what: Arc<dyn Describe>,
     /// When the watchdog raised `RequestTimeout` in it.
     pub(super) interrupted: Option<Instant>,
 }
@@ -60,23 +60,15 @@ pub(super) struct Spawner<H: Handler> {
     handler: Arc<H>,
     threads: Threads,
     next: AtomicUsize,
-    /// Whether a watchdog reads the slots (then jobs are described as they start).
-    watched: bool,
 }
 
 impl<H: Handler> Spawner<H> {
-    pub(super) fn new(
-        queue: Arc<Queue<H::Job>>,
-        handler: Arc<H>,
-        threads: Threads,
-        watched: bool,
-    ) -> Self {
+    pub(super) fn new(queue: Arc<Queue<H::Job>>, handler: Arc<H>, threads: Threads) -> Self {
         Spawner {
             queue,
             handler,
             threads,
             next: AtomicUsize::new(0),
-            watched,
         }
     }
 
@@ -87,16 +79,12 @@ impl<H: Handler> Spawner<H> {
             ident: AtomicU64::new(0),
             state: Mutex::default(),
         });
-        let (queue, handler, thread_slot, watched) = (
-            self.queue.clone(),
-            self.handler.clone(),
-            slot.clone(),
-            self.watched,
-        );
+        let (queue, handler, thread_slot) =
+            (self.queue.clone(), self.handler.clone(), slot.clone());
         let handle = std::thread::Builder::new()
             .name(format!("ferrocorn-py-{index}"))
             .stack_size(STACK_SIZE)
-            .spawn(move || run(&queue, &*handler, &thread_slot, watched))?;
+            .spawn(move || run(&queue, &*handler, &thread_slot))?;
         self.threads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -115,18 +103,20 @@ thread_local! {
 /// a client that stops reading holds no share of the pool while the app's iterator waits on its
 /// own thread (where its thread-local state lives).
 pub fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
-    let slot = SLOT.with(|s| s.borrow().clone());
-    if let Some(slot) = &slot {
-        slot.lock().client_wait = Some(Instant::now());
-    }
+    let mark = |since: Option<Instant>| {
+        SLOT.with(|s| {
+            if let Some(slot) = &*s.borrow() {
+                slot.lock().client_wait = since;
+            }
+        })
+    };
+    mark(Some(Instant::now()));
     let out = wait();
-    if let Some(slot) = &slot {
-        slot.lock().client_wait = None;
-    }
+    mark(None);
     out
 }
 
-fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>, watched: bool) {
+fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>) {
     SLOT.with(|s| *s.borrow_mut() = Some(slot.clone()));
     queue.join();
     Python::attach(|py| {
@@ -138,7 +128,7 @@ fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>, watched
         }
         loop {
             while let Some(job) = queue.take() {
-                if watched {
+                {
                     let mut st = slot.lock();
                     st.started += 1;
                     st.running = Some(Running {
@@ -149,7 +139,7 @@ fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>, watched
                     });
                 }
                 let done = catch_unwind(AssertUnwindSafe(|| handler.handle(py, job)));
-                let abandoned = watched && {
+                let abandoned = {
                     let mut st = slot.lock();
                     if st
                         .running

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 
 use super::thread::{Slot, Spawner};
-use super::{Handler, PoolOptions, Threads};
+use super::{Describe, Handler, PoolOptions, Threads};
 
 pyo3::create_exception!(
     ferrocorn,
@@ -97,7 +97,7 @@ fn watch<H: Handler>(
                     overdue.push((slot.clone(), job.seq, job.what.clone()));
                 }
                 Some(at) if now.duration_since(at) >= grace => {
-                    let what = job.what.clone();
+                    let what = job.what.describe();
                     st.abandoned = true;
                     abandoned.push((slot.clone(), what));
                 }
@@ -114,7 +114,7 @@ fn watch<H: Handler>(
             }
         }
         for (slot, seq, what) in overdue {
-            interrupt(&slot, seq, &what, timeout.unwrap_or_default());
+            interrupt(&slot, seq, &*what, timeout.unwrap_or_default());
         }
         for (slot, what) in abandoned {
             tracing::error!(
@@ -131,7 +131,7 @@ fn watch<H: Handler>(
 }
 
 /// Logs the overdue job with its thread's stack and raises `RequestTimeout` in that thread.
-fn interrupt(slot: &Arc<Slot>, seq: u64, what: &str, timeout: Duration) {
+fn interrupt(slot: &Arc<Slot>, seq: u64, what: &dyn Describe, timeout: Duration) {
     Python::attach(|py| {
         let ident = slot.ident.load(std::sync::atomic::Ordering::Relaxed);
         // Taking the stack runs Python code, which may let the job's thread run on and finish.
@@ -151,9 +151,10 @@ fn interrupt(slot: &Arc<Slot>, seq: u64, what: &str, timeout: Duration) {
         };
         if raised {
             tracing::error!(
-                "WORKER TIMEOUT (pid:{}) {what} ran past the {} s timeout in worker thread {}; \
+                "WORKER TIMEOUT (pid:{}) {} ran past the {} s timeout in worker thread {}; \
                  raising RequestTimeout in it. Its stack:\n{}",
                 std::process::id(),
+                what.describe(),
                 timeout.as_secs(),
                 slot.index,
                 stack.trim_end()

@@ -456,3 +456,49 @@ def test_log_config_json_file(tmp_path, server_factory):
     )
     server = server_factory("wsgi_apps", ["--log-config-json", str(conf)])
     assert "JSONCONF gunicorn.error Listening at:" in server.err_text()
+
+
+def test_log_config_ini_file(tmp_path, server_factory):
+    conf = tmp_path / "logging.ini"
+    conf.write_text(
+        textwrap.dedent(
+            """\
+            [loggers]
+            keys=root,error,access
+
+            [handlers]
+            keys=err
+
+            [formatters]
+            keys=ini
+
+            [logger_root]
+            level=WARNING
+            handlers=
+
+            [logger_error]
+            level=INFO
+            handlers=err
+            propagate=0
+            qualname=gunicorn.error
+
+            [logger_access]
+            level=INFO
+            handlers=err
+            propagate=0
+            qualname=gunicorn.access
+
+            [handler_err]
+            class=StreamHandler
+            formatter=ini
+            args=(sys.stderr,)
+
+            [formatter_ini]
+            format=INI %(name)s %(message)s
+            """
+        )
+    )
+    server = server_factory("wsgi_apps", ["--log-config", str(conf)])
+    assert "INI gunicorn.error Listening at:" in server.err_text()
+    get(f"{server.url}/ini")
+    server.wait_for_line(r'INI gunicorn\.access .*"GET /ini HTTP/1\.1" 200')

@@ -218,6 +218,14 @@ def test_ambiguous_framing_gets_400_one_answer_and_a_closed_connection(wsgi_serv
 # -- slow clients ------------------------------------------------------------------------
 
 
+def unread_download(server, path):
+    """A connection that asks for `path` and never reads the answer (a tiny receive buffer)."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
 def test_a_thousand_stalled_clients_do_not_stop_others_being_served(server_factory):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096 <= hard or hard == resource.RLIM_INFINITY:
@@ -228,11 +236,8 @@ def test_a_thousand_stalled_clients_do_not_stop_others_being_served(server_facto
     stalled = []
     try:
         for _ in range(10):
-            # A download far larger than the socket buffers, never read.
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(b"GET /file?size=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-            stalled.append(s)
+            # A download far larger than the socket buffers.
+            stalled.append(unread_download(server, "/file?size=8000000"))
         for _ in range(990):
             # Half of a small upload, then nothing.
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -262,10 +267,8 @@ def test_a_trickled_upload_reaches_the_app_whole(server_factory):
 
 def test_a_client_that_stops_reading_a_stream_is_cut_off_after_the_timeout(server_factory):
     server = server_factory("wsgi_apps", ["--threads", "1", "--timeout", "1"])
-    stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    # 64 MiB from a generator, never read, on a connection the client keeps open.
-    stalled.sendall(b"GET /stream?n=1024&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+    # 64 MiB from a generator, on a connection the client keeps open.
+    stalled = unread_download(server, "/stream?n=1024&size=65536")
     assert stalled.recv(16).startswith(b"HTTP/1.1 200")  # streaming has begun
     try:
         # Another thread serves meanwhile...
@@ -351,11 +354,8 @@ def test_clients_that_stop_reading_streams_do_not_take_the_pool(server_factory):
     stalled = []
     try:
         for _ in range(8):
-            # 64 MiB from a generator, never read: each holds its thread while it waits.
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(b"GET /stream?n=1024&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
-            stalled.append(s)
+            # 64 MiB from a generator: each holds its thread while it waits.
+            stalled.append(unread_download(server, "/stream?n=1024&size=65536"))
         for s in stalled:
             assert s.recv(16).startswith(b"HTTP/1.1 200")  # every stream has begun
         started = time.monotonic()
