@@ -34,15 +34,16 @@ use crate::error::{exit, StartupError};
 
 /// Runs the command line `argv` (as `sys.argv`) and returns the process exit status.
 pub fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
+    let given = argv.clone();
     let argv = std::iter::once("ferrocorn".to_string())
         .chain(argv.into_iter().skip(1))
         .collect();
     let result = config::load(py, argv, &config::Env::from_process())
         .map_err(StartupError::from)
-        .and_then(|settings| lifecycle::run(py, settings));
+        .and_then(|settings| lifecycle::run(py, settings, &given));
     match result {
-        Ok(true) => exit::OK,
-        Ok(false) => {
+        Ok(lifecycle::Exit::Code(code)) => code,
+        Ok(lifecycle::Exit::Busy) => {
             // Pool threads are still inside the app: finalizing Python under them is unsafe.
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();

@@ -68,6 +68,14 @@ pub struct Cli {
           default_value = "1", help_heading = WORKERS)]
     pub workers: u32,
 
+    /// Worker processes, each with its own pool of `workers × threads` threads, under one
+    /// supervisor that binds the sockets, restarts a process that dies and reloads them one by
+    /// one on SIGHUP: several cores for apps bound by the GIL. Default is 1 (one process, no
+    /// supervisor until the first SIGHUP).
+    #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "1",
+          help_heading = WORKERS)]
+    pub processes: u32,
+
     /// The worker type. `sync` and `gthread` both mean ferrocorn's thread pool; other classes
     /// (gevent, eventlet, tornado, custom) are refused. Default is `sync`.
     #[arg(short = 'k', long, value_name = "STRING", default_value = "sync",
@@ -474,17 +482,10 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("ssl_version", TLS),
         ("suppress_ragged_eofs", TLS),
         ("do_handshake_on_connect", TLS),
-        ("max_requests", NOT_YET),
-        ("max_requests_jitter", NOT_YET),
         ("reload", NOT_YET),
         ("reload_engine", NOT_YET),
         ("reload_extra_files", NOT_YET),
         ("spew", NOT_YET),
-        ("preload_app", NOT_YET),
-        ("daemon", NOT_YET),
-        ("user", NOT_YET),
-        ("group", NOT_YET),
-        ("initgroups", NOT_YET),
         ("strip_header_spaces", NOT_YET),
         ("permit_unconventional_http_method", NOT_YET),
         ("permit_unconventional_http_version", NOT_YET),
@@ -501,7 +502,6 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("dogstatsd_tags", NOT_YET),
         ("statsd_prefix", NOT_YET),
         ("enable_backlog_metric", NOT_YET),
-        ("proc_name", NOT_YET),
         ("keyfile", NOT_YET),
         ("certfile", NOT_YET),
         ("cert_reqs", NOT_YET),

@@ -21,7 +21,7 @@ use pyo3::Python;
 
 pub use bind::BindAddr;
 pub use cli::{Cli, Support};
-pub use python::HookFn;
+pub use python::{traceback, HookFn};
 use sources::Layer;
 
 /// The error log threshold, spelled as gunicorn spells it.
@@ -56,6 +56,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// Server hooks from the config file.
     pub hooks: Vec<HookFn>,
+    /// Every setting's value as `--print-config` shows it (`server.cfg` for hooks).
+    pub values: Vec<(String, String)>,
+    /// Processes, recycling, and how the process presents itself to the system.
+    pub process: ProcessSettings,
     /// Serve, or only check the configuration and the app.
     pub mode: Mode,
     /// Lines to log once at startup: settings that are set but not acted on.
@@ -217,6 +221,26 @@ pub struct PoolSettings {
     pub timeout: Option<Duration>,
 }
 
+/// Processes and their integration with the system.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// `--processes`: worker processes under a supervisor (1: serve in this process).
+    pub processes: u32,
+    /// `--max-requests` (`None` when 0) and `--max-requests-jitter`.
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: u64,
+    /// `--preload`: import the app in the supervisor first, to fail fast.
+    pub preload: bool,
+    /// `-D`: detach into the background.
+    pub daemon: bool,
+    /// `-u`, `-g`, `--initgroups`: whom to run as once the sockets are bound.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub initgroups: bool,
+    /// `-n`: the process title.
+    pub proc_name: Option<String>,
+}
+
 /// Where logs go.
 #[derive(Debug, Clone)]
 pub struct LogSettings {
@@ -338,8 +362,11 @@ pub fn load(py: Python<'_>, argv: Vec<String>, env: &Env) -> Result<Settings, Co
     let print = cli
         .print_config
         .then(|| render::print_config(&cmd, &merged, &file.hooks));
+    let values = render::values(&cmd, &merged);
     let explicit: BTreeSet<&str> = merged.0.keys().map(String::as_str).collect();
-    resolve(cli, &explicit, file.hooks, env, print)
+    let mut settings = resolve(cli, &explicit, file.hooks, env, print)?;
+    settings.values = values;
+    Ok(settings)
 }
 
 /// One `*_CMD_ARGS` variable as a layer.
@@ -410,11 +437,12 @@ fn resolve(
         bind,
         backlog,
         workers,
+        processes,
         worker_class,
         threads,
         worker_connections,
-        max_requests: _,
-        max_requests_jitter: _,
+        max_requests,
+        max_requests_jitter,
         timeout,
         queue_size,
         graceful_timeout,
@@ -429,18 +457,18 @@ fn resolve(
         spew: _,
         check_config,
         print_config: _,
-        preload_app: _,
+        preload_app,
         sendfile: _,
         reuse_port,
         chdir,
-        daemon: _,
+        daemon,
         raw_env,
         pidfile,
         worker_tmp_dir: _,
-        user: _,
-        group: _,
+        user,
+        group,
         umask,
-        initgroups: _,
+        initgroups,
         tmp_upload_dir: _,
         secure_scheme_headers,
         forwarded_allow_ips,
@@ -473,7 +501,7 @@ fn resolve(
         dogstatsd_tags: _,
         statsd_prefix: _,
         enable_backlog_metric: _,
-        proc_name: _,
+        proc_name,
         keyfile: _,
         certfile: _,
         ssl_version: _,
@@ -581,6 +609,17 @@ fn resolve(
             queue_limit: (queue_size > 0).then_some(queue_size),
             timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
         },
+        process: ProcessSettings {
+            processes,
+            max_requests: (max_requests > 0).then_some(max_requests),
+            max_requests_jitter,
+            preload: preload_app,
+            daemon,
+            user,
+            group,
+            initgroups,
+            proc_name,
+        },
         log: LogSettings {
             level: loglevel,
             accesslog,
@@ -589,8 +628,9 @@ fn resolve(
             capture_output,
             python,
         },
-        notes: notes(explicit, &hooks),
+        notes: notes(explicit),
         hooks,
+        values: Vec::new(),
         mode,
     })
 }
@@ -610,8 +650,8 @@ fn check_worker_class(class: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// One startup line per setting that is set but not acted on, and per hook not yet called.
-fn notes(explicit: &BTreeSet<&str>, hooks: &[HookFn]) -> Vec<String> {
+/// One startup line per setting that is set but not acted on.
+fn notes(explicit: &BTreeSet<&str>) -> Vec<String> {
     let mut notes = Vec::new();
     for id in explicit {
         match cli::support(id) {
@@ -623,9 +663,6 @@ fn notes(explicit: &BTreeSet<&str>, hooks: &[HookFn]) -> Vec<String> {
                 notes.push(format!("setting {id} has no effect in ferrocorn: {why}"))
             }
         }
-    }
-    for h in hooks {
-        notes.push(format!("hook {} is loaded but not yet called", h.hook.name));
     }
     notes
 }
@@ -784,15 +821,11 @@ mod tests {
 
     #[test]
     fn unsupported_settings_are_noted_when_set() {
-        let s = load_with(
-            &["--max-requests", "60", "--worker-tmp-dir", "/dev/shm", "m"],
-            &env(),
-        )
-        .unwrap();
+        let s = load_with(&["--spew", "--worker-tmp-dir", "/dev/shm", "m"], &env()).unwrap();
         assert_eq!(
             s.notes,
             [
-                "setting max_requests is accepted but not yet supported",
+                "setting spew is accepted but not yet supported",
                 "setting worker_tmp_dir has no effect in ferrocorn: ferrocorn has no worker \
                  heartbeat files",
             ]

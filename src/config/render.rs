@@ -15,11 +15,7 @@ use super::sources::{takes_values, Layer};
 /// The lines `--print-config` prints: every setting and hook, sorted, with values shown as
 /// Python shows them (`['127.0.0.1:8000']`, `True`, `None`).
 pub fn print_config(cmd: &Command, merged: &Layer, hooks: &[HookFn]) -> String {
-    let mut rows: Vec<(String, String)> = cmd
-        .get_arguments()
-        .filter(|a| !matches!(a.get_action(), ArgAction::Help | ArgAction::Version))
-        .map(|arg| (arg.get_id().to_string(), value_of(arg, merged)))
-        .collect();
+    let mut rows = values(cmd, merged);
     rows.extend(HOOKS.iter().map(|h| {
         let value = hooks
             .iter()
@@ -34,6 +30,14 @@ pub fn print_config(cmd: &Command, merged: &Layer, hooks: &[HookFn]) -> String {
         let _ = writeln!(out, "{k:width$} = {v}");
     }
     out
+}
+
+/// Every setting and its value as Python shows it.
+pub fn values(cmd: &Command, merged: &Layer) -> Vec<(String, String)> {
+    cmd.get_arguments()
+        .filter(|a| !matches!(a.get_action(), ArgAction::Help | ArgAction::Version))
+        .map(|arg| (arg.get_id().to_string(), value_of(arg, merged)))
+        .collect()
 }
 
 fn value_of(arg: &Arg, merged: &Layer) -> String {

@@ -13,6 +13,7 @@
 //! reports to the body reader, with the reason left in `Notes`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -74,11 +75,30 @@ pub struct HeadNote {
 pub struct Notes {
     heads: Mutex<VecDeque<HeadNote>>,
     body: Mutex<Option<Reject>>,
+    /// Whether hyper has handed the service a request on this connection yet.
+    started: AtomicBool,
+    first_request: tokio::sync::Notify,
 }
 
 impl Notes {
+    /// Whether a request was read on this connection.
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection's first request has been read.
+    pub async fn first_request(&self) {
+        let notified = self.first_request.notified();
+        if !self.started() {
+            notified.await;
+        }
+    }
+
     /// The note for the next request hyper hands the service.
     pub fn next_head(&self) -> HeadNote {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.first_request.notify_waiters();
+        }
         self.heads
             .lock()
             .ok()

@@ -12,5 +12,5 @@ pub mod service;
 pub mod worker;
 
 pub use guarded_io::GuardedIo;
-pub use service::{AppService, ConnMeta, Shared};
+pub use service::{AppService, Budget, ConnMeta, Shared};
 pub use worker::WsgiWorker;

@@ -31,6 +31,37 @@ pub struct Shared {
     pub timeout: Option<std::time::Duration>,
     /// `--limit-request-body`: the largest request body accepted, in bytes.
     pub limit_request_body: Option<u64>,
+    /// `--max-requests` of a worker process.
+    pub budget: Option<Arc<Budget>>,
+}
+
+/// `--max-requests` for a whole process: counts requests down and says when they are spent,
+/// so the process can ask for its replacement while it goes on serving.
+#[derive(Debug)]
+pub struct Budget {
+    left: std::sync::atomic::AtomicU64,
+    spent: tokio::sync::Notify,
+}
+
+impl Budget {
+    pub fn new(requests: u64) -> Budget {
+        Budget {
+            left: std::sync::atomic::AtomicU64::new(requests.max(1)),
+            spent: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn spend(&self) {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+            // `notify_one` keeps the wake-up for a waiter that comes later.
+            self.spent.notify_one();
+        }
+    }
+
+    /// Resolves once the budget is spent.
+    pub async fn spent(&self) {
+        self.spent.notified().await;
+    }
 }
 
 /// What the server layer knows about a connection, in plain types.
@@ -199,6 +230,9 @@ async fn handle(
         request,
         ticket: ticket.clone(),
     };
+    if let Some(budget) = &shared.budget {
+        budget.spend();
+    }
     shared.pool.submit(job).map_err(|e| match e {
         SubmitError::Full => RequestError::Busy,
         SubmitError::Closed => RequestError::Unavailable,

@@ -75,7 +75,11 @@ pub struct WsgiWorker {
     app: Py<PyAny>,
     statics: Statics,
     access: Option<AccessLog>,
+    /// Told when a request is interrupted for running past `--timeout` (`worker_abort`).
+    on_timeout: Option<Box<OnTimeout>>,
 }
+
+type OnTimeout = dyn Fn(Python<'_>) + Send + Sync;
 
 /// A served request with the environ values its access-log line needs.
 pub struct Logged {
@@ -90,7 +94,14 @@ impl WsgiWorker {
             app,
             statics,
             access,
+            on_timeout: None,
         }
+    }
+
+    /// Runs `f` whenever a request is interrupted for running past `--timeout`.
+    pub fn on_timeout(mut self, f: impl Fn(Python<'_>) + Send + Sync + 'static) -> WsgiWorker {
+        self.on_timeout = Some(Box::new(f));
+        self
     }
 
     /// What `Statics` must keep past the response for `access`.
@@ -142,6 +153,12 @@ impl Handler for WsgiWorker {
 
     fn describe(&self, job: &Job) -> Arc<dyn Describe> {
         job.ticket.clone()
+    }
+
+    fn timed_out(&self, py: Python<'_>) {
+        if let Some(f) = &self.on_timeout {
+            f(py);
+        }
     }
 
     fn needs_finish(&self) -> bool {

@@ -1,147 +1,683 @@
-//! The server's life: Starting (log, import the app, bind) → Serving → Draining → Stopped, with
-//! the lines gunicorn users know at each step. It owns the order of startup and shutdown and
-//! nothing of what each step does.
+//! The server's life, in the roles a ferrocorn process can have, with the lines gunicorn users
+//! know at each step:
+//! - **single** (the default): one process binds, imports the app, serves, and handles every
+//!   signal itself. Its first SIGHUP starts a new generation process on the same sockets; once
+//!   that one is ready, this process drains and stays on as its supervisor.
+//! - **supervisor** (`--processes P`, or a single process after SIGHUP): binds, starts worker
+//!   processes and keeps them running (`supervisor`).
+//! - **worker**: a process the supervisor started; serves on inherited sockets and reports to
+//!   its parent over a socket pair (`spawn`).
+//!
+//! This module owns the order of startup and shutdown and one `handle_<signal>` per signal; what
+//! each step does belongs to `server`, `pool`, `wsgi` and `logging`.
 
+pub mod hooks;
 mod pidfile;
+mod process;
 mod signals;
+mod spawn;
+mod supervisor;
+pub mod systemd;
 
 pub use pidfile::PidFileError;
 
-use signals::Signals;
-
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{LogSettings, Mode, Settings};
+use crate::config::{BindAddr, LogSettings, Mode, Settings};
 use crate::error::StartupError;
 use crate::http::guard::Limits;
-use crate::http::{Shared, WsgiWorker};
+use crate::http::worker::Job;
+use crate::http::{Budget, Shared, WsgiWorker};
 use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
-use crate::pool::{Pool, PoolOptions};
-use crate::server::{self, BindOptions, ConnOptions};
+use crate::pool::{Pool, PoolOptions, Recycle};
+use crate::server::Bound as Listener;
+use crate::server::{self, Backlog, BindOptions, ConnOptions, Kind, Running};
 use crate::wsgi::{self, HeaderPolicy, Statics};
+use hooks::{Hooks, RequestHooks};
+use process::Owner;
+use signals::{Sig, Signals};
+use spawn::{Inherited, Launch, Report};
 
 /// How long a quick stop waits for pool threads to let go of Python.
 const QUICK_STOP_WAIT: Duration = Duration::from_millis(200);
 
-/// Runs the server to completion. `Ok(true)` when everything stopped cleanly; `Ok(false)` when
-/// pool threads were still busy in the app at exit (the caller must then not finalize Python).
-pub fn run(py: Python<'_>, settings: Settings) -> Result<bool, StartupError> {
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything stopped; exit with this status.
+    Code(i32),
+    /// Pool threads were still busy in the app at exit: exit 0 without finalizing Python.
+    Busy,
+}
+
+/// Runs the server (or the check `settings.mode` asks for) to completion. `argv` is the
+/// command line as given, for starting further ferrocorn processes.
+pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, StartupError> {
     if settings.mode != Mode::Serve {
-        return check(py, &settings).map(|()| true);
+        return check(py, &settings).map(|()| Exit::Code(0));
     }
+    let python = |err: PyErr| StartupError::Python(err.to_string());
+    let inherited = Inherited::take(py).map_err(python)?;
+    let launch = Launch::current(py, argv).map_err(python)?;
+    if let Some(link) = inherited.link {
+        return work(py, settings, inherited.fds.unwrap_or_default(), link);
+    }
+    if settings.process.daemon && inherited.old_master.is_none() {
+        process::daemonize(py)?;
+    }
+    let owner = Owner::resolve(&settings.process)?;
     let access = start_logs(py, &settings.log)?;
+    let master = match inherited.old_master {
+        Some(_) => "Master.2",
+        None => "Master",
+    };
+    process::set_title(
+        py,
+        settings.process.proc_name.as_deref(),
+        "master",
+        &settings.app.spec,
+    );
     tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
     for note in &settings.notes {
         tracing::warn!("{note}");
     }
+    let pidfile = match &settings.server.pidfile {
+        // A server started by USR2 writes `PIDFILE.2` until the old one is gone (gunicorn).
+        Some(path) if inherited.old_master.is_some() => {
+            let mut two = path.clone().into_os_string();
+            two.push(".2");
+            Some(pidfile::PidFile::create(std::path::Path::new(&two))?)
+        }
+        Some(path) => Some(pidfile::PidFile::create(path)?),
+        None => None,
+    };
+    let hooks = Hooks::new(py, &settings).map_err(python)?;
+    let processes = settings.process.processes as usize;
+    if let Some(h) = &hooks {
+        let server = h.server(py, processes);
+        h.call(py, "on_starting", &[server]);
+    }
 
-    wsgi::app::prepare(py, &settings.app)?;
-    let app = wsgi::app::load(py, &settings.app.spec)?;
-    let statics = Statics::new(
-        py,
-        &settings.app.script_name,
-        settings.pool.size > 1,
-        WsgiWorker::keep_for(access.as_ref()),
-        HeaderPolicy::new(&settings.server.proxy),
-    )
-    .map_err(|e| StartupError::Python(e.to_string()))?;
-    restore_default_sigint(py);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("ferrocorn-io")
-        .build()
-        .map_err(|err| StartupError::Io {
-            context: "Cannot start the I/O runtime",
-            err,
-        })?;
+    let runtime = runtime()?;
     let signals = runtime
         .block_on(async { Signals::install() })
         .map_err(|err| StartupError::Io {
             context: "Cannot install signal handlers",
             err,
         })?;
-
-    let bind = BindOptions {
-        backlog: settings.server.backlog,
-        reuse_port: settings.server.reuse_port,
-        umask: settings.server.umask,
-    };
-    let bound = py.detach(|| server::bind_all(&settings.server.binds, bind))?;
+    let bound = listen(py, &settings, inherited.fds.as_deref(), owner.as_ref())?;
     let pid = std::process::id();
     for b in &bound {
         tracing::info!("Listening at: {} ({pid})", b.url());
     }
     tracing::info!("Using worker: threads");
-    let pidfile = match &settings.server.pidfile {
-        Some(path) => Some(pidfile::PidFile::create(path)?),
-        None => None,
-    };
+    if let Some(owner) = &owner {
+        owner.switch()?;
+    }
+    if let Some(h) = &hooks {
+        let server = h.server(py, processes);
+        h.call(py, "when_ready", &[server]);
+    }
 
-    let pool = Pool::start(
-        PoolOptions {
-            size: settings.pool.size,
-            queue_limit: settings.pool.queue_limit,
-            timeout: settings.pool.timeout,
-            grace: settings.server.graceful_timeout,
-            max_waiting: settings.server.worker_connections,
-        },
-        Arc::new(WsgiWorker::new(app, statics, access)),
-    )
-    .map_err(|err| StartupError::Io {
-        context: "Cannot start the worker threads",
-        err,
-    })?;
-    tracing::info!(
-        "Booting worker pool with {} threads ({} workers x {} threads) in pid: {pid}",
-        settings.pool.size,
-        settings.pool.workers,
-        settings.pool.threads
-    );
-
-    let opts = ConnOptions {
-        keepalive: settings.server.keepalive,
-        graceful_timeout: settings.server.graceful_timeout,
-        limits: Limits {
-            request_line: settings.server.limits.request_line,
-            fields: settings.server.limits.fields,
-            field_size: settings.server.limits.field_size,
-        },
-        max_connections: settings.server.worker_connections,
-        proxy_protocol: settings.server.proxy_protocol.clone(),
-        send_timeout: settings.pool.timeout,
+    let master = Master {
+        launch,
+        hooks: hooks.clone(),
+        pidfile,
+        name: master,
+        old_master: inherited.old_master,
     };
-    let graceful_timeout = settings.server.graceful_timeout;
-    let clean = py.detach(move || -> Result<bool, StartupError> {
+    let exit = if processes > 1 {
+        if settings.process.preload {
+            wsgi::app::prepare(py, &settings.app)?;
+            wsgi::app::load(py, &settings.app.spec)?;
+        }
+        let mut sup = Box::new(supervisor::Supervisor::new(
+            &settings,
+            master.launch.clone(),
+            hooks,
+        ));
+        sup.keep(bound);
+        py.detach(|| runtime.block_on(sup.run(signals)))
+    } else {
+        single(py, settings, &runtime, signals, bound, access, &master)?
+    };
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(h) = &master.hooks {
+        let server = h.server(py, processes);
+        h.call(py, "on_exit", &[server]);
+    }
+    tracing::info!("Shutting down: {}", master.name);
+    if let Some(p) = master.pidfile {
+        p.remove();
+    }
+    Ok(exit)
+}
+
+/// What the first process of a server keeps whatever role it ends up in.
+struct Master {
+    launch: Launch,
+    hooks: Option<Arc<Hooks>>,
+    pidfile: Option<pidfile::PidFile>,
+    /// `Master`, or `Master.2` for a server started by USR2.
+    name: &'static str,
+    /// The server that started this one with USR2, until it is gone.
+    old_master: Option<i32>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StartupError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferrocorn-io")
+        .build()
+        .map_err(|err| StartupError::Io {
+            context: "Cannot start the I/O runtime",
+            err,
+        })
+}
+
+/// Binds `--bind` (or takes the sockets a parent or systemd passed down).
+fn listen(
+    py: Python<'_>,
+    settings: &Settings,
+    fds: Option<&[RawFd]>,
+    owner: Option<&Owner>,
+) -> Result<Vec<Listener>, StartupError> {
+    let opts = BindOptions {
+        backlog: settings.server.backlog,
+        reuse_port: settings.server.reuse_port,
+        umask: settings.server.umask,
+    };
+    let binds: Vec<BindAddr> = match fds {
+        Some(fds) => fds.iter().map(|fd| BindAddr::Fd(*fd)).collect(),
+        None => settings.server.binds.clone(),
+    };
+    let bound = py.detach(|| server::bind_all(&binds, opts))?;
+    if let Some(owner) = owner {
+        for b in &bound {
+            if let Kind::Unix(path) = &b.kind {
+                owner.chown(path);
+            }
+        }
+    }
+    Ok(bound)
+}
+
+/// The app, loaded, with its pool and the shared state every connection gets.
+struct App {
+    pool: Pool<Job>,
+    shared: Arc<Shared>,
+    conn: ConnOptions,
+    graceful_timeout: Duration,
+    hooks: Option<Arc<Hooks>>,
+    /// The `worker.age` hooks see.
+    age: u64,
+}
+
+impl App {
+    /// Imports the app and starts the pool. `process_budget` is `--max-requests` for a worker
+    /// process (counted per process); without it the pool recycles its threads instead.
+    fn load(
+        py: Python<'_>,
+        settings: &Settings,
+        access: Option<AccessLog>,
+        hooks: Option<Arc<Hooks>>,
+        runtime: &tokio::runtime::Runtime,
+        worker_process: bool,
+    ) -> Result<App, StartupError> {
+        let pid = std::process::id();
+        let age = 1;
+        if let Some(h) = &hooks {
+            let (server, worker) = (h.server(py, 1), h.worker(py, pid, age));
+            if !worker_process {
+                h.call(py, "pre_fork", &[server.clone(), worker.clone()]);
+            }
+            h.call(py, "post_fork", &[server, worker]);
+        }
+        wsgi::app::prepare(py, &settings.app)?;
+        let app = wsgi::app::load(py, &settings.app.spec)?;
+        let mut statics = Statics::new(
+            py,
+            &settings.app.script_name,
+            settings.pool.size > 1,
+            settings.process.processes > 1,
+            WsgiWorker::keep_for(access.as_ref()),
+            HeaderPolicy::new(&settings.server.proxy),
+        )
+        .map_err(|e| StartupError::Python(e.to_string()))?;
+        if let Some(h) = &hooks {
+            if h.has("pre_request") || h.has("post_request") {
+                statics = statics.with_around(Arc::new(RequestHooks {
+                    hooks: h.clone(),
+                    age,
+                }));
+            }
+        }
+        restore_default_sigint(py);
+        let mut handler = WsgiWorker::new(app, statics, access);
+        if let Some(h) = hooks.clone().filter(|h| h.has("worker_abort")) {
+            handler = handler.on_timeout(move |py| {
+                let worker = h.worker(py, pid, age);
+                h.call(py, "worker_abort", &[worker]);
+            });
+        }
+        let (recycle, budget) = match settings.process.max_requests {
+            None => (None, None),
+            Some(after) if worker_process => {
+                let jitter = Recycle {
+                    after,
+                    jitter: settings.process.max_requests_jitter,
+                };
+                (None, Some(Arc::new(Budget::new(jitter.limit_for(0)))))
+            }
+            Some(after) => (
+                Some(Recycle {
+                    after,
+                    jitter: settings.process.max_requests_jitter,
+                }),
+                None,
+            ),
+        };
+        let pool = Pool::start(
+            PoolOptions {
+                size: settings.pool.size,
+                queue_limit: settings.pool.queue_limit,
+                timeout: settings.pool.timeout,
+                grace: settings.server.graceful_timeout,
+                max_waiting: settings.server.worker_connections,
+                recycle,
+            },
+            Arc::new(handler),
+        )
+        .map_err(|err| StartupError::Io {
+            context: "Cannot start the worker threads",
+            err,
+        })?;
+        if !worker_process {
+            // A worker process's boot is logged by its supervisor, as in gunicorn.
+            tracing::info!("Booting worker with pid: {pid}");
+        }
+        tracing::info!(
+            "Booting worker pool with {} threads ({} workers x {} threads) in pid: {pid}",
+            settings.pool.size,
+            settings.pool.workers,
+            settings.pool.threads
+        );
+        if let Some(h) = &hooks {
+            let worker = h.worker(py, pid, age);
+            h.call(py, "post_worker_init", &[worker]);
+        }
         let shared = Arc::new(Shared {
             pool: pool.submitter(),
             runtime: runtime.handle().clone(),
             timeout: settings.pool.timeout,
             limit_request_body: settings.server.limit_request_body,
+            budget,
         });
-        let drained = runtime
-            .block_on(server::serve(bound, shared, opts, signals.stop_requested()))
-            .map_err(|err| StartupError::Io {
+        let conn = ConnOptions {
+            keepalive: settings.server.keepalive,
+            graceful_timeout: settings.server.graceful_timeout,
+            limits: Limits {
+                request_line: settings.server.limits.request_line,
+                fields: settings.server.limits.fields,
+                field_size: settings.server.limits.field_size,
+            },
+            max_connections: settings.server.worker_connections,
+            proxy_protocol: settings.server.proxy_protocol.clone(),
+            send_timeout: settings.pool.timeout,
+        };
+        Ok(App {
+            pool,
+            shared,
+            conn,
+            graceful_timeout: settings.server.graceful_timeout,
+            hooks,
+            age,
+        })
+    }
+
+    fn serve(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        bound: Vec<Listener>,
+    ) -> Result<Running, StartupError> {
+        let _guard = runtime.enter();
+        server::start(bound, self.shared.clone(), self.conn.clone()).map_err(|err| {
+            StartupError::Io {
                 context: "Cannot serve",
                 err,
-            })?;
-        runtime.shutdown_timeout(Duration::from_millis(100));
+            }
+        })
+    }
+
+    /// Calls a hook that takes `worker`.
+    fn worker_hook(&self, name: &str) {
+        if let Some(h) = self.hooks.as_ref().filter(|h| h.has(name)) {
+            Python::attach(|py| {
+                let worker = h.worker(py, std::process::id(), self.age);
+                h.call(py, name, &[worker]);
+            });
+        }
+    }
+
+    /// SIGTTIN / SIGTTOU: one thread more or fewer.
+    fn resize(&self, grow: bool) {
+        let old = self.pool.size();
+        let new = if grow {
+            match self.pool.grow() {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::error!("Cannot start another worker thread: {err}");
+                    return;
+                }
+            }
+        } else {
+            self.pool.shrink()
+        };
+        if new != old {
+            tracing::info!("Worker pool resized to {new} threads");
+            if let Some(h) = self.hooks.as_ref().filter(|h| h.has("nworkers_changed")) {
+                Python::attach(|py| {
+                    let server = h.server(py, new);
+                    h.call(
+                        py,
+                        "nworkers_changed",
+                        &[server, int(py, new), int(py, old)],
+                    );
+                });
+            }
+        }
+    }
+
+    /// Waits for the pool's threads after the connections are done; whether all let go.
+    fn stop_pool(self, drained: bool) -> bool {
         let wait = if drained {
-            graceful_timeout
+            self.graceful_timeout
         } else {
             QUICK_STOP_WAIT
         };
-        Ok(pool.shutdown(wait))
-    })?;
-    tracing::info!("Shutting down: Master");
-    if let Some(p) = pidfile {
-        p.remove();
+        self.pool.shutdown(wait)
     }
-    Ok(clean)
+}
+
+fn int(py: Python<'_>, n: usize) -> Bound<'_, PyAny> {
+    n.into_pyobject(py)
+        .map_or_else(|_| py.None().into_bound(py), |n| n.into_any())
+}
+
+/// How a serving loop ended.
+enum Ended {
+    /// Stopped; whether every connection finished in time.
+    Stopped { drained: bool },
+    /// (single) A new generation took over after SIGHUP; this process supervises it now.
+    Handed(Box<supervisor::Supervisor>),
+}
+
+/// Stops accepting (serving what waits in the backlog), lets connections finish within the
+/// graceful timeout, and gives up early on a second INT or QUIT.
+async fn graceful_stop(running: &mut Running, signals: &mut Signals, timeout: Duration) -> bool {
+    systemd::notify("STOPPING=1");
+    drop(running.stop_accepting(Backlog::Serve).await);
+    running.finish_connections();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = running.drained() => return true,
+            () = &mut deadline => return false,
+            sig = signals.next() => if matches!(sig, Sig::Int | Sig::Quit) {
+                return false;
+            },
+        }
+    }
+}
+
+async fn quick_stop(running: &mut Running) -> bool {
+    systemd::notify("STOPPING=1");
+    drop(running.stop_accepting(Backlog::Leave).await);
+    running.finish_connections();
+    false
+}
+
+/// The default role: this process serves, and handles every signal itself.
+fn single(
+    py: Python<'_>,
+    settings: Settings,
+    runtime: &tokio::runtime::Runtime,
+    mut signals: Signals,
+    bound: Vec<Listener>,
+    access: Option<AccessLog>,
+    master: &Master,
+) -> Result<Exit, StartupError> {
+    let app = App::load(py, &settings, access, master.hooks.clone(), runtime, false)?;
+    let fds: Vec<RawFd> = bound.iter().map(|b| b.socket.as_raw_fd()).collect();
+    let mut running = app.serve(runtime, bound)?;
+    systemd::notify("READY=1");
+    let ended = py.detach(|| {
+        runtime.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut old_master = master.old_master;
+            loop {
+                tokio::select! {
+                    sig = signals.next() => match sig {
+                        Sig::Term => {
+                            let drained = graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                            return Ended::Stopped { drained };
+                        }
+                        Sig::Int | Sig::Quit => {
+                            app.worker_hook("worker_int");
+                            return Ended::Stopped { drained: quick_stop(&mut running).await };
+                        }
+                        Sig::Hup => {
+                            if let Some(sup) = handle_hup(&settings, master, &fds, &mut signals).await {
+                                let listeners = running.stop_accepting(Backlog::Leave).await;
+                                running.finish_connections();
+                                let _ = tokio::time::timeout(app.graceful_timeout, running.drained()).await;
+                                let mut sup = sup;
+                                sup.keep(listeners);
+                                return Ended::Handed(sup);
+                            }
+                        }
+                        Sig::Usr1 => logging::reopen_files(),
+                        Sig::Usr2 => handle_usr2(master, &fds),
+                        Sig::Ttin => app.resize(true),
+                        Sig::Ttou => app.resize(false),
+                        Sig::Winch => tracing::debug!("SIGWINCH ignored. Not daemonized"),
+                    },
+                    _ = tick.tick() => promote(&mut old_master, &settings),
+                }
+            }
+        })
+    });
+    app.worker_hook_exit();
+    match ended {
+        Ended::Stopped { drained } => {
+            let clean = py.detach(|| app.stop_pool(drained));
+            Ok(if clean { Exit::Code(0) } else { Exit::Busy })
+        }
+        Ended::Handed(sup) => {
+            // The old generation's threads finish what they hold while the new one serves.
+            let _ = py.detach(|| app.stop_pool(true));
+            Ok(py.detach(|| runtime.block_on(sup.run(signals))))
+        }
+    }
+}
+
+impl App {
+    /// `worker_exit(server, worker)`, as the worker's life ends.
+    fn worker_hook_exit(&self) {
+        if let Some(h) = self.hooks.as_ref().filter(|h| h.has("worker_exit")) {
+            Python::attach(|py| {
+                let (server, worker) =
+                    (h.server(py, 1), h.worker(py, std::process::id(), self.age));
+                h.call(py, "worker_exit", &[server, worker]);
+            });
+        }
+    }
+}
+
+/// SIGHUP in a single process: a new generation (a fresh process importing the code and the
+/// config file from disk) starts on the same sockets. Returns its supervisor once it is ready;
+/// `None` when it failed (logged; this process goes on serving).
+async fn handle_hup(
+    settings: &Settings,
+    master: &Master,
+    fds: &[RawFd],
+    signals: &mut Signals,
+) -> Option<Box<supervisor::Supervisor>> {
+    tracing::info!("Hang up: {}", master.name);
+    systemd::notify("RELOADING=1");
+    if let Some(h) = master.hooks.as_ref().filter(|h| h.has("on_reload")) {
+        Python::attach(|py| {
+            let server = h.server(py, 1);
+            h.call(py, "on_reload", &[server]);
+        });
+    }
+    let mut sup = Box::new(supervisor::Supervisor::new(
+        settings,
+        master.launch.clone(),
+        master.hooks.clone(),
+    ));
+    sup.set_fds(fds.to_vec());
+    let ready = sup.start_first(signals).await;
+    systemd::notify("READY=1");
+    ready.then_some(sup)
+}
+
+/// SIGUSR2: a new server (a fresh process of the same command) starts on the same sockets and
+/// serves beside this one; the operator then stops this one (TERM), as with gunicorn.
+fn handle_usr2(master: &Master, fds: &[RawFd]) {
+    if master.old_master.is_some() {
+        tracing::warn!("USR2 signal ignored. Parent exists.");
+        return;
+    }
+    if let Some(h) = master.hooks.as_ref().filter(|h| h.has("pre_exec")) {
+        Python::attach(|py| {
+            let server = h.server(py, 1);
+            h.call(py, "pre_exec", &[server]);
+        });
+    }
+    match master.launch.server(fds) {
+        Ok(child) => tracing::info!(
+            "Started a new server (pid: {}) on the same sockets",
+            child.id().unwrap_or(0)
+        ),
+        Err(err) => tracing::error!("Cannot start a new server: {err}"),
+    }
+}
+
+/// A server started by USR2 becomes the server once the one that started it is gone: its pid
+/// file takes the real name (gunicorn's "Master has been promoted.").
+fn promote(old_master: &mut Option<i32>, settings: &Settings) {
+    let Some(old) = *old_master else { return };
+    if nix::unistd::getppid().as_raw() == old {
+        return;
+    }
+    *old_master = None;
+    tracing::info!("Master has been promoted.");
+    if let Some(path) = &settings.server.pidfile {
+        let mut two = path.clone().into_os_string();
+        two.push(".2");
+        if let Err(err) = std::fs::rename(&two, path) {
+            tracing::error!("Cannot rename the pid file {two:?}: {err}");
+        }
+    }
+}
+
+/// A worker process: serves on the sockets its supervisor passed and reports to it.
+fn work(
+    py: Python<'_>,
+    settings: Settings,
+    fds: Vec<RawFd>,
+    link: std::os::fd::OwnedFd,
+) -> Result<Exit, StartupError> {
+    let access = start_logs(py, &settings.log)?;
+    process::set_title(
+        py,
+        settings.process.proc_name.as_deref(),
+        "worker",
+        &settings.app.spec,
+    );
+    let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
+    let runtime = runtime()?;
+    let mut signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|err| StartupError::Io {
+            context: "Cannot install signal handlers",
+            err,
+        })?;
+    let bound = listen(py, &settings, Some(&fds), None)?;
+    if let Some(owner) = Owner::resolve(&settings.process)? {
+        // Already switched when the supervisor runs as the user; harmless then.
+        let _ = owner.switch();
+    }
+    let app = App::load(py, &settings, access, hooks, &runtime, true)?;
+    let mut running = app.serve(&runtime, bound)?;
+    let link = std::os::unix::net::UnixStream::from(link);
+    let ended = py.detach(|| {
+        runtime.block_on(async {
+            let _ = link.set_nonblocking(true);
+            let Ok(link) = tokio::net::UnixStream::from_std(link) else {
+                return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+            };
+            let (mut from_parent, mut to_parent) = link.into_split();
+            let _ = to_parent.write_all(&[Report::Ready.byte()]).await;
+            let parent_gone = async move {
+                let mut buf = [0u8; 16];
+                while let Ok(n) = from_parent.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            tokio::pin!(parent_gone);
+            let budget = app.shared.budget.clone();
+            let spent = async move {
+                match budget {
+                    Some(b) => b.spent().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(spent);
+            let mut beat = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    sig = signals.next() => match sig {
+                        Sig::Term | Sig::Hup => {
+                            return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                        }
+                        Sig::Int | Sig::Quit => {
+                            app.worker_hook("worker_int");
+                            return quick_stop(&mut running).await;
+                        }
+                        Sig::Usr1 => logging::reopen_files(),
+                        Sig::Ttin => app.resize(true),
+                        Sig::Ttou => app.resize(false),
+                        Sig::Usr2 | Sig::Winch => {}
+                    },
+                    () = &mut parent_gone => {
+                        tracing::info!("Parent changed, shutting down: {}", std::process::id());
+                        return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                    }
+                    () = &mut spent => {
+                        tracing::info!("Autorestarting worker after current request.");
+                        let _ = to_parent.write_all(&[Report::Recycle.byte()]).await;
+                    }
+                    _ = beat.tick() => {
+                        let _ = to_parent.write_all(&[Report::Beat.byte()]).await;
+                    }
+                }
+            }
+        })
+    });
+    app.worker_hook_exit();
+    let clean = py.detach(|| app.stop_pool(ended));
+    Ok(if clean { Exit::Code(0) } else { Exit::Busy })
 }
 
 /// Sets up the error log and returns the access log, if any. With a Python logging

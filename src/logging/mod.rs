@@ -40,11 +40,11 @@ impl Sink {
         if spec == "-" {
             return Ok(dash);
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(Path::new(spec))?;
-        Ok(Sink::File(Arc::new(file)))
+        let file = Arc::new(append(Path::new(spec))?);
+        if let Ok(mut opened) = OPENED.lock() {
+            opened.push((spec.into(), file.clone()));
+        }
+        Ok(Sink::File(file))
     }
 
     pub fn write_line(&self, line: &[u8]) {
@@ -60,6 +60,51 @@ impl Sink {
             }
         };
     }
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Every log file opened, so SIGUSR1 can reopen them.
+static OPENED: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<File>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The error log file stdout and stderr point at (`--capture-output`).
+static CAPTURED: std::sync::Mutex<Option<Arc<File>>> = std::sync::Mutex::new(None);
+
+/// SIGUSR1: reopens every log file at its path (after logrotate moved it away). The new file
+/// takes the old one's descriptor, so every writer moves to it at once, without a lock.
+pub fn reopen_files() {
+    let Ok(opened) = OPENED.lock() else { return };
+    for (path, file) in opened.iter() {
+        let fresh = match append(path) {
+            Ok(f) => f,
+            Err(err) => {
+                tracing::error!("Cannot reopen log file {}: {err}", path.display());
+                continue;
+            }
+        };
+        if let Err(err) = take_over(&fresh, file) {
+            tracing::error!("Cannot reopen log file {}: {err}", path.display());
+        }
+    }
+    if let Some(file) = CAPTURED.lock().ok().and_then(|c| c.clone()) {
+        let _ = nix::unistd::dup2_stdout(&*file);
+        let _ = nix::unistd::dup2_stderr(&*file);
+    }
+}
+
+/// Makes `old`'s descriptor refer to what `fresh` opened.
+#[allow(unsafe_code)]
+fn take_over(fresh: &File, old: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open and owned by live `File`s; dup2 atomically replaces what
+    // `old`'s number refers to, and `old` stays the owner of that number.
+    if unsafe { nix::libc::dup2(fresh.as_raw_fd(), old.as_raw_fd()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A `MakeWriter` that buffers one event and writes it whole.
@@ -168,6 +213,9 @@ fn capture_output(sink: &Sink) -> io::Result<()> {
         Sink::File(file) => {
             nix::unistd::dup2_stdout(&**file)?;
             nix::unistd::dup2_stderr(&**file)?;
+            if let Ok(mut captured) = CAPTURED.lock() {
+                *captured = Some(file.clone());
+            }
         }
         _ => nix::unistd::dup2_stdout(io::stderr())?,
     }

@@ -16,6 +16,7 @@ mod queue;
 mod thread;
 mod watchdog;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub trait Handler: Send + Sync + 'static {
     /// What a job is, for the timeout log (`GET /path`). Called for every job, so it should
     /// hand out something the job already holds; it is rendered only when a job overruns.
     fn describe(&self, job: &Self::Job) -> Arc<dyn Describe>;
+    /// Called (attached) after a job that ran past the timeout was interrupted.
+    fn timed_out(&self, _py: Python<'_>) {}
 }
 
 /// A job's description, rendered only when the watchdog has something to say about it.
@@ -62,6 +65,32 @@ pub struct PoolOptions {
     /// The most threads counted out of the pool while they wait on slow clients
     /// (`--worker-connections`: each connection holds at most one).
     pub max_waiting: usize,
+    /// Replace each thread after this many jobs (`--max-requests`), `None` never.
+    pub recycle: Option<Recycle>,
+}
+
+/// `--max-requests` and `--max-requests-jitter`: a thread serves `after` jobs plus up to
+/// `jitter` more, then a fresh thread (with a fresh Python thread state and fresh
+/// thread-locals) takes its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recycle {
+    pub after: u64,
+    pub jitter: u64,
+}
+
+impl Recycle {
+    /// How many jobs the thread numbered `index` serves; the jitter spreads the restarts so
+    /// threads started together do not all leave together.
+    pub fn limit_for(&self, index: usize) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(index);
+        let extra = match self.jitter {
+            0 => 0,
+            j => h.finish() % (j + 1),
+        };
+        self.after.max(1) + extra
+    }
 }
 
 /// A running pool.
@@ -69,6 +98,10 @@ pub struct Pool<J> {
     queue: Arc<Queue<J>>,
     threads: Threads,
     watchdog: Option<watchdog::Watchdog>,
+    /// Starts one more thread (`grow`).
+    spawn: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+    /// The size the pool is kept at (changed by `grow` and `shrink`).
+    size: AtomicUsize,
 }
 
 /// Every pool thread ever started, with the slot through which it reports what it runs.
@@ -115,16 +148,50 @@ impl<J: Send + 'static> Pool<J> {
     ) -> std::io::Result<Pool<J>> {
         let queue = Arc::new(Queue::with_limit(opts.queue_limit));
         let threads: Threads = Arc::default();
-        let spawner = thread::Spawner::new(queue.clone(), handler, threads.clone());
+        let spawner = Arc::new(thread::Spawner::new(
+            queue.clone(),
+            handler,
+            threads.clone(),
+            opts.recycle,
+        ));
         for _ in 0..opts.size.max(1) {
             spawner.spawn()?;
         }
-        let watchdog = Some(watchdog::Watchdog::start(opts, threads.clone(), spawner)?);
+        let watchdog = Some(watchdog::Watchdog::start(
+            opts,
+            threads.clone(),
+            spawner.clone(),
+        )?);
         Ok(Pool {
             queue,
             threads,
             watchdog,
+            spawn: Box::new(move || spawner.spawn()),
+            size: AtomicUsize::new(opts.size.max(1)),
         })
+    }
+
+    /// The number of threads the pool is kept at.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Adds a thread (SIGTTIN). Returns the new size.
+    pub fn grow(&self) -> std::io::Result<usize> {
+        (self.spawn)()?;
+        Ok(self.size.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Lets one thread go, once it is idle or done with its job (SIGTTOU); never below one.
+    /// Returns the new size.
+    pub fn shrink(&self) -> usize {
+        let size = self.size();
+        if size <= 1 {
+            return size;
+        }
+        self.queue.shrink();
+        self.size.store(size - 1, Ordering::Relaxed);
+        size - 1
     }
 
     pub fn submitter(&self) -> Submitter<J> {
@@ -202,6 +269,7 @@ mod tests {
             timeout: Some(Duration::from_secs(30)),
             grace: Duration::from_secs(1),
             max_waiting: 10,
+            recycle: None,
         };
         let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
         let submit = pool.submitter();
@@ -224,6 +292,7 @@ mod tests {
             timeout: None,
             grace: Duration::from_secs(1),
             max_waiting: 10,
+            recycle: None,
         };
         let pool = Pool::start(opts, Arc::new(Flaky(Mutex::new(tx)))).unwrap();
         assert_eq!(pool.submitter().submit(5), Err(SubmitError::Full));

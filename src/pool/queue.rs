@@ -23,6 +23,8 @@ struct State<J> {
     standby: usize,
     /// Wake-ups sent and not yet taken by a sleeper (proof against spurious wake-ups).
     signals: usize,
+    /// Threads asked to leave the pool (`shrink`) and not yet gone.
+    leaving: usize,
     closed: bool,
 }
 
@@ -47,6 +49,7 @@ impl<J> Queue<J> {
             sleeping: 0,
             standby: 0,
             signals: 0,
+            leaving: 0,
             closed: false,
         };
         Queue {
@@ -102,20 +105,24 @@ impl<J> Queue<J> {
     }
 
     /// Called on standby with nothing to take (and Python detached): sleeps until woken, and
-    /// returns on standby. `false` when the queue is closed and empty: the thread should exit.
+    /// returns on standby. `false` when the thread should exit: the queue is closed and empty,
+    /// or the pool is shrinking.
     pub(super) fn sleep(&self) -> bool {
         let mut st = self.lock();
         loop {
             if !st.jobs.is_empty() {
                 return true;
             }
-            if st.closed {
+            if st.closed || st.leaving > 0 {
+                if !st.closed {
+                    st.leaving -= 1;
+                }
                 st.standby -= 1;
                 return false;
             }
             st.standby -= 1;
             st.sleeping += 1;
-            while st.signals == 0 && !st.closed {
+            while st.signals == 0 && !st.closed && st.leaving == 0 {
                 st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             if st.signals > 0 {
@@ -125,6 +132,37 @@ impl<J> Queue<J> {
                 st.sleeping -= 1;
                 st.standby += 1;
             }
+        }
+    }
+
+    /// Asks one thread to leave: the next to go idle (or to finish a job) exits.
+    pub(super) fn shrink(&self) {
+        self.lock().leaving += 1;
+        self.wake.notify_all();
+    }
+
+    /// Called by a thread that just finished a job: whether it should leave because the pool
+    /// is shrinking (it then does not go back on standby).
+    pub(super) fn leave_after_job(&self) -> bool {
+        let mut st = self.lock();
+        if st.leaving == 0 {
+            return false;
+        }
+        st.leaving -= 1;
+        self.handed_over(&mut st);
+        true
+    }
+
+    /// A running thread leaves for good without going back on standby (recycled, shrunk,
+    /// abandoned): someone must still serve what is queued.
+    pub(super) fn leave(&self) {
+        let mut st = self.lock();
+        self.handed_over(&mut st);
+    }
+
+    fn handed_over(&self, st: &mut State<J>) {
+        if !st.jobs.is_empty() && st.standby == 0 {
+            self.wake_one(st);
         }
     }
 

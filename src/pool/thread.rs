@@ -14,7 +14,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 
 use super::queue::Queue;
-use super::{Describe, Handler, Threads};
+use super::{Describe, Handler, Recycle, Threads};
 
 /// Python code can recurse deeply (Django templates); give threads the stack CPython's own
 /// threads get on Linux.
@@ -54,37 +54,48 @@ impl Slot {
     }
 }
 
-/// Starts pool threads; kept by the watchdog to start replacements.
+/// Starts pool threads; shared by the pool (to grow), the watchdog and recycled threads (to
+/// start replacements).
 pub(super) struct Spawner<H: Handler> {
     queue: Arc<Queue<H::Job>>,
     handler: Arc<H>,
     threads: Threads,
     next: AtomicUsize,
+    recycle: Option<Recycle>,
 }
 
 impl<H: Handler> Spawner<H> {
-    pub(super) fn new(queue: Arc<Queue<H::Job>>, handler: Arc<H>, threads: Threads) -> Self {
+    pub(super) fn new(
+        queue: Arc<Queue<H::Job>>,
+        handler: Arc<H>,
+        threads: Threads,
+        recycle: Option<Recycle>,
+    ) -> Self {
         Spawner {
             queue,
             handler,
             threads,
             next: AtomicUsize::new(0),
+            recycle,
         }
     }
 
-    pub(super) fn spawn(&self) -> std::io::Result<()> {
+    pub(super) fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    pub(super) fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             index,
             ident: AtomicU64::new(0),
             state: Mutex::default(),
         });
-        let (queue, handler, thread_slot) =
-            (self.queue.clone(), self.handler.clone(), slot.clone());
+        let (spawner, thread_slot) = (self.clone(), slot.clone());
         let handle = std::thread::Builder::new()
             .name(format!("ferrocorn-py-{index}"))
             .stack_size(STACK_SIZE)
-            .spawn(move || run(&queue, &*handler, &thread_slot))?;
+            .spawn(move || run(&spawner, &thread_slot))?;
         self.threads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,7 +127,9 @@ pub fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
     out
 }
 
-fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>) {
+fn run<H: Handler>(spawner: &Arc<Spawner<H>>, slot: &Arc<Slot>) {
+    let (queue, handler) = (&*spawner.queue, &*spawner.handler);
+    let mut jobs_left = spawner.recycle.map(|r| r.limit_for(slot.index));
     SLOT.with(|s| *s.borrow_mut() = Some(slot.clone()));
     queue.join();
     Python::attach(|py| {
@@ -164,6 +177,26 @@ fn run<H: Handler>(queue: &Queue<H::Job>, handler: &H, slot: &Arc<Slot>) {
                     }
                 }
                 if abandoned {
+                    tracing::debug!("Worker thread {} leaves the pool", slot.index);
+                    queue.leave();
+                    return;
+                }
+                if let Some(left) = jobs_left.as_mut() {
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        // The replacement joins before this thread leaves, so the pool never
+                        // runs short and no queued request waits for it.
+                        tracing::info!("Autorestarting worker after current request.");
+                        if let Err(err) = spawner.spawn() {
+                            tracing::error!("Cannot start a replacement worker thread: {err}");
+                            *left = 1;
+                        } else {
+                            queue.leave();
+                            return;
+                        }
+                    }
+                }
+                if queue.leave_after_job() {
                     tracing::debug!("Worker thread {} leaves the pool", slot.index);
                     return;
                 }

@@ -37,7 +37,7 @@ impl Watchdog {
     pub(super) fn start<H: Handler>(
         opts: PoolOptions,
         threads: Threads,
-        spawner: Spawner<H>,
+        spawner: Arc<Spawner<H>>,
     ) -> std::io::Result<Watchdog> {
         let (stop, stopped) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -58,7 +58,7 @@ const CLIENT_WAIT: Duration = Duration::from_millis(500);
 fn watch<H: Handler>(
     opts: PoolOptions,
     threads: &Threads,
-    spawner: &Spawner<H>,
+    spawner: &Arc<Spawner<H>>,
     stopped: &mpsc::Receiver<()>,
 ) {
     let (timeout, grace) = (opts.timeout, opts.grace);
@@ -115,6 +115,7 @@ fn watch<H: Handler>(
         }
         for (slot, seq, what) in overdue {
             interrupt(&slot, seq, &*what, timeout.unwrap_or_default());
+            Python::attach(|py| spawner.handler().timed_out(py));
         }
         for (slot, what) in abandoned {
             tracing::error!(

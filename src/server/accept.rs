@@ -9,6 +9,9 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use std::path::PathBuf;
+
+use socket2::Socket;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -16,6 +19,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::proxy_protocol::{self, Proxied, Rewind};
+use super::{Bound, Kind};
 use crate::config::ProxyProtocol;
 use crate::http::guard::{Limits, Notes};
 use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
@@ -25,7 +29,7 @@ pub(super) struct Ctx {
     pub http: hyper::server::conn::http1::Builder,
     pub shared: Arc<Shared>,
     pub limits: Limits,
-    /// Turns `true` when the server stops.
+    /// Turns `true` when connections should finish and close.
     pub stop: watch::Receiver<bool>,
     /// Held by each connection task until it ends.
     pub drain: mpsc::Sender<()>,
@@ -40,61 +44,128 @@ pub(super) struct Ctx {
 pub(super) trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, ConnMeta)>> + Send;
+    /// The listener back as a plain socket, still open.
+    fn into_bound(self) -> std::io::Result<Bound>;
 }
 
-impl Accept for TcpListener {
+/// A TCP listener and the address it is bound to.
+pub(super) struct TcpBound(pub TcpListener, pub std::net::SocketAddr);
+
+impl Accept for TcpBound {
     type Stream = TcpStream;
 
     async fn accept(&self) -> std::io::Result<(TcpStream, ConnMeta)> {
-        let (stream, peer) = TcpListener::accept(self).await?;
-        // Responses are written whole; Nagle would only delay the last segment.
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        Ok((stream, ConnMeta::Tcp { peer, local }))
+        let (stream, peer) = self.0.accept().await?;
+        Ok(tcp_meta(stream, peer))
+    }
+
+    fn into_bound(self) -> std::io::Result<Bound> {
+        Ok(Bound {
+            socket: Socket::from(self.0.into_std()?),
+            kind: Kind::Tcp(self.1),
+        })
     }
 }
 
+fn tcp_meta(stream: TcpStream, peer: std::net::SocketAddr) -> (TcpStream, ConnMeta) {
+    // Responses are written whole; Nagle would only delay the last segment.
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    (stream, ConnMeta::Tcp { peer, local })
+}
+
 /// A Unix listener and the path it is bound to (`SERVER_NAME` for its requests).
-pub(super) struct UnixBound(pub UnixListener, pub String);
+pub(super) struct UnixBound(pub UnixListener, pub PathBuf);
 
 impl Accept for UnixBound {
     type Stream = UnixStream;
 
     async fn accept(&self) -> std::io::Result<(UnixStream, ConnMeta)> {
         let (stream, _) = self.0.accept().await?;
-        Ok((
-            stream,
-            ConnMeta::Unix {
-                path: self.1.clone(),
-            },
-        ))
+        Ok((stream, unix_meta(&self.1)))
+    }
+
+    fn into_bound(self) -> std::io::Result<Bound> {
+        Ok(Bound {
+            socket: Socket::from(self.0.into_std()?),
+            kind: Kind::Unix(self.1),
+        })
     }
 }
 
-/// Accepts until the server stops, one task per connection. At the connection cap it stops
-/// accepting until a connection ends: new clients wait in the listen backlog instead of being
-/// refused.
-pub(super) async fn run<L: Accept>(listener: L, ctx: Arc<Ctx>) {
-    let mut stop = ctx.stop.clone();
+fn unix_meta(path: &std::path::Path) -> ConnMeta {
+    ConnMeta::Unix {
+        path: path.display().to_string(),
+    }
+}
+
+/// Accepts until told to stop, one task per connection, then hands the listener back. At the
+/// connection cap it stops accepting until a connection ends: new clients wait in the listen
+/// backlog instead of being refused.
+pub(super) async fn run<L: Accept>(
+    listener: L,
+    ctx: Arc<Ctx>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Bound> {
     loop {
         let permit = tokio::select! {
             biased;
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
             p = ctx.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return,
+                Err(_) => break,
             },
         };
         let accepted = tokio::select! {
             biased;
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, meta)) => {
-                tokio::spawn(connection(stream, meta, ctx.clone(), permit));
+                tokio::spawn(connection(stream, meta, ctx.clone(), Some(permit)));
             }
             Err(err) => backoff(err).await,
+        }
+    }
+    // Only deregistering from the reactor can fail here; the socket is closed with it.
+    listener
+        .into_bound()
+        .map_err(|err| tracing::error!("Cannot take a listener back from the runtime: {err}"))
+        .ok()
+}
+
+/// Accepts every connection waiting in `b`'s listen backlog (without blocking) and serves each,
+/// whatever the connection cap: their clients connected before the server stopped.
+pub(super) fn take_backlog(b: &Bound, ctx: &Arc<Ctx>) {
+    loop {
+        let (socket, peer) = match b.socket.accept() {
+            Ok(accepted) => accepted,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                tracing::debug!("taking the backlog: {err}");
+                return;
+            }
+        };
+        if socket.set_nonblocking(true).is_err() {
+            continue;
+        }
+        match &b.kind {
+            Kind::Tcp(_) => {
+                let Some(peer) = peer.as_socket() else {
+                    continue;
+                };
+                if let Ok(stream) = TcpStream::from_std(socket.into()) {
+                    let (stream, meta) = tcp_meta(stream, peer);
+                    tokio::spawn(connection(stream, meta, ctx.clone(), None));
+                }
+            }
+            Kind::Unix(path) => {
+                if let Ok(stream) = UnixStream::from_std(socket.into()) {
+                    tokio::spawn(connection(stream, unix_meta(path), ctx.clone(), None));
+                }
+            }
         }
     }
 }
@@ -128,7 +199,7 @@ async fn connection<S>(
     mut stream: S,
     mut meta: ConnMeta,
     ctx: Arc<Ctx>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -170,15 +241,27 @@ async fn connection<S>(
     let mut stop = ctx.stop.clone();
     let notes = Arc::new(Notes::default());
     let service = AppService::new(ctx.shared.clone(), &meta, notes.clone());
-    let io = GuardedIo::new(stream, ctx.limits, notes, ctx.send_timeout);
+    let io = GuardedIo::new(stream, ctx.limits, notes.clone(), ctx.send_timeout);
     let conn = ctx.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = stopped(&mut stop) => {
-            // Idle connections close now; a request in flight is answered first.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            // A client that connected has not always sent its request yet; it is owed an
+            // answer to it (hyper would close such a connection as idle). Its wait is bounded
+            // by the header-read timeout.
+            let first = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = notes.first_request() => None,
+            };
+            match first {
+                Some(r) => r,
+                None => {
+                    // Idle connections close now; a request in flight is answered first.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(err) = result {

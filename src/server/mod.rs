@@ -44,13 +44,34 @@ pub struct ConnOptions {
     pub send_timeout: Option<Duration>,
 }
 
-/// Serves until `stop` resolves. Returns whether every connection finished in time.
-pub async fn serve(
+/// A server accepting connections on its listeners.
+pub struct Running {
+    /// Turns `true` to stop the accept loops (each hands its listener back).
+    accept_stop: watch::Sender<bool>,
+    accepts: JoinSet<Option<Bound>>,
+    /// For connections taken from the backlog once accepting has stopped.
+    ctx: Option<Arc<accept::Ctx>>,
+    /// Turns `true` when connections should finish their request and close.
+    conn_stop: watch::Sender<bool>,
+    /// Ends (`None`) when the last connection task has ended.
+    drain: mpsc::Receiver<()>,
+}
+
+/// What to do with connections that wait in the listen backlog when accepting stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// Accept and serve them: the server is stopping and its clients are owed an answer.
+    Serve,
+    /// Leave them to whoever else accepts on the same sockets (a new generation).
+    Leave,
+}
+
+/// Starts accepting on `bound`; call inside the runtime.
+pub fn start(
     bound: Vec<Bound>,
     shared: Arc<Shared>,
     opts: ConnOptions,
-    stop: impl std::future::Future<Output = Stop>,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Running> {
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper restarts the header-read timer whenever a connection goes idle, so it is also the
     // keep-alive timeout.
@@ -60,9 +81,10 @@ pub async fn serve(
         // A client may shut its write side after the request and still wait for the answer.
         .half_close(true);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (accept_stop, accept_rx) = watch::channel(false);
+    let (conn_stop, conn_rx) = watch::channel(false);
     // Every connection task holds a clone; when the last is dropped, the drain is over.
-    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+    let (drain_tx, drain) = mpsc::channel::<()>(1);
     let ctx = Arc::new(accept::Ctx {
         http,
         shared,
@@ -70,34 +92,92 @@ pub async fn serve(
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
         proxy_protocol: opts.proxy_protocol,
         send_timeout: opts.send_timeout,
-        stop: stop_rx,
+        stop: conn_rx,
         drain: drain_tx,
     });
     let mut accepts = JoinSet::new();
     for b in bound {
         b.socket.set_nonblocking(true)?;
         match b.kind {
-            Kind::Tcp(_) => {
+            Kind::Tcp(addr) => {
                 let l = TcpListener::from_std(std::net::TcpListener::from(b.socket))?;
-                accepts.spawn(accept::run(l, ctx.clone()));
+                accepts.spawn(accept::run(
+                    accept::TcpBound(l, addr),
+                    ctx.clone(),
+                    accept_rx.clone(),
+                ));
             }
             Kind::Unix(path) => {
                 let l = UnixListener::from_std(std::os::unix::net::UnixListener::from(b.socket))?;
                 accepts.spawn(accept::run(
-                    accept::UnixBound(l, path.display().to_string()),
+                    accept::UnixBound(l, path),
                     ctx.clone(),
+                    accept_rx.clone(),
                 ));
             }
         }
     }
+    Ok(Running {
+        accept_stop,
+        accepts,
+        ctx: Some(ctx),
+        conn_stop,
+        drain,
+    })
+}
 
+impl Running {
+    /// Stops accepting and hands the listeners back, still open. With `Backlog::Serve`, the
+    /// connections already waiting in each listen backlog are accepted first (a client that
+    /// connected before the stop gets its answer instead of a reset).
+    pub async fn stop_accepting(&mut self, backlog: Backlog) -> Vec<Bound> {
+        let _ = self.accept_stop.send(true);
+        let mut bound = Vec::new();
+        while let Some(joined) = self.accepts.join_next().await {
+            match joined {
+                Ok(b) => bound.extend(b),
+                Err(err) => tracing::error!("an accept loop failed: {err}"),
+            }
+        }
+        if let (Backlog::Serve, Some(ctx)) = (backlog, &self.ctx) {
+            for b in &bound {
+                accept::take_backlog(b, ctx);
+            }
+        }
+        bound
+    }
+
+    /// Tells every connection to finish: idle ones close now, one with a request in flight
+    /// answers it (with `Connection: close`) and closes, one that has not sent its request
+    /// yet gets to send it first.
+    pub fn finish_connections(&mut self) {
+        self.ctx = None;
+        let _ = self.conn_stop.send(true);
+    }
+
+    /// Resolves once every connection has ended (call `finish_connections` first).
+    pub async fn drained(&mut self) {
+        while self.drain.recv().await.is_some() {}
+    }
+}
+
+/// Serves until `stop` resolves, then stops as asked. Returns whether every connection
+/// finished in time. (The lifecycle drives `Running` itself; this is the whole life in one
+/// call, for tests.)
+pub async fn serve(
+    bound: Vec<Bound>,
+    shared: Arc<Shared>,
+    opts: ConnOptions,
+    stop: impl std::future::Future<Output = Stop>,
+) -> std::io::Result<bool> {
+    let graceful_timeout = opts.graceful_timeout;
+    let mut running = start(bound, shared, opts)?;
     let how = stop.await;
-    let _ = stop_tx.send(true);
-    while accepts.join_next().await.is_some() {}
-    drop(ctx);
+    drop(running.stop_accepting(Backlog::Serve).await);
+    running.finish_connections();
     Ok(match how {
         Stop::Quick => false,
-        Stop::Graceful => tokio::time::timeout(opts.graceful_timeout, drain_rx.recv())
+        Stop::Graceful => tokio::time::timeout(graceful_timeout, running.drained())
             .await
             .is_ok(),
     })

@@ -27,6 +27,8 @@ pub struct Statics {
     /// What `Served` carries past the response, for the access log.
     pub(super) keep: Keep,
     headers: HeaderPolicy,
+    /// Run around every request (hooks), when any.
+    pub(super) around: Option<std::sync::Arc<dyn super::Around>>,
 }
 
 /// What a served request keeps for whoever logs it; nothing by default, so requests that are
@@ -44,6 +46,7 @@ impl Statics {
         py: Python<'_>,
         script_name: &str,
         multithread: bool,
+        multiprocess: bool,
         keep: Keep,
         headers: HeaderPolicy,
     ) -> PyResult<Statics> {
@@ -53,7 +56,7 @@ impl Statics {
             intern!(py, "wsgi.multithread"),
             PyBool::new(py, multithread),
         )?;
-        d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+        d.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
         d.set_item(intern!(py, "wsgi.run_once"), false)?;
         d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         d.set_item(intern!(py, "wsgi.errors"), Py::new(py, ErrorStream)?)?;
@@ -71,7 +74,14 @@ impl Statics {
             script_name: script_name.to_string(),
             keep,
             headers,
+            around: None,
         })
+    }
+
+    /// Runs `around` around every request.
+    pub fn with_around(mut self, around: std::sync::Arc<dyn super::Around>) -> Statics {
+        self.around = Some(around);
+        self
     }
 }
 

@@ -22,6 +22,33 @@ use tokio::sync::{mpsc, oneshot};
 pub use environ::{HeaderPolicy, Keep, Statics};
 pub use response::{serve, Served};
 
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Code run around each request, such as the config file's `pre_request` and `post_request`
+/// hooks: `wsgi` calls it on the pool thread, whoever builds `Statics` supplies it.
+pub trait Around: Send + Sync {
+    /// Before the environ is built; what it returns is handed to `after`.
+    fn before(&self, py: Python<'_>, req: &RequestView<'_>) -> Option<Py<PyAny>>;
+    /// Once the response is done (or failed).
+    fn after(
+        &self,
+        py: Python<'_>,
+        state: Option<Py<PyAny>>,
+        environ: Option<&Bound<'_, PyDict>>,
+        status: u16,
+        bytes: u64,
+    );
+}
+
+/// A request as `Around` sees it.
+pub struct RequestView<'a> {
+    pub parts: &'a http::request::Parts,
+    /// The target as sent, when it differs from `parts.uri`.
+    pub raw_target: Option<&'a str>,
+    pub conn: &'a ConnInfo,
+}
+
 /// What the connection says about itself, built once per connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

@@ -60,12 +60,22 @@ pub fn serve(
         statics.keep.response_headers,
     );
     let mut kept_environ = None;
+    let view = super::RequestView {
+        parts: &parts,
+        raw_target: raw_target.as_deref(),
+        conn: &conn,
+    };
+    let hooked = statics.around.as_ref().map(|a| (a, a.before(py, &view)));
     let outcome = Bound::new(py, responder).and_then(|responder| {
         let input = Bound::new(py, input)?.into_any();
+        let mut environ = None;
         match environ::build(py, statics, &parts, raw_target.as_deref(), &conn, input)? {
             Ok(env) => {
                 if statics.keep.environ {
                     kept_environ = Some(env.clone().unbind());
+                }
+                if hooked.is_some() {
+                    environ = Some(env.clone());
                 }
                 run_app(py, app, env.into_any(), &responder, &parts)
             }
@@ -74,7 +84,11 @@ pub fn serve(
                 responder.get().fail(py, err.failure());
             }
         }
-        Ok((responder.get().sent(), responder.get().take_headers()))
+        let sent = responder.get().sent();
+        if let Some((around, state)) = hooked {
+            around.after(py, state, environ.as_ref(), sent.status, sent.bytes);
+        }
+        Ok((sent, responder.get().take_headers()))
     });
     let (sent, response_headers) = match outcome {
         Ok(sent) => sent,

@@ -503,3 +503,275 @@ class RawConnection:
         if data:
             raise AssertionError(f"unexpected data on the connection: {data!r}")
         return True
+
+
+# -----------------------------------------------------------------------------
+# load and processes (the lifecycle tests)
+
+
+@dataclass
+class Outcome:
+    """One request of a ``Load`` client.
+
+    ``error`` says what went wrong, as far as a client can tell:
+
+    * ``None``: a complete response arrived (``status`` and ``body`` hold it);
+    * ``"refused"``: the connection was refused (nothing listens any more);
+    * ``"no-response"``: the request was written, or writing it failed, and the connection
+      closed or was reset before a single byte of a response came back;
+    * ``"other"``: anything else (a timeout, a partial response, a reset mid-response).
+    """
+
+    client: int
+    started: float
+    reused: bool
+    sent: float = None
+    finished: float = None
+    status: int = None
+    headers: list = field(default_factory=list)
+    body: bytes = b""
+    error: str = None
+    detail: str = ""
+
+    @property
+    def ok(self):
+        return self.error is None and self.status == 200
+
+    def header(self, name):
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+
+class Load:
+    """``clients`` threads sending ``GET path`` to a server in a loop, from construction until
+    ``stop()`` (or until ``total`` requests were sent), each recording an ``Outcome``.
+
+    With ``keep_alive`` a client keeps its connection while the server keeps it open (and opens
+    a new one after a ``Connection: close`` or an error); without, it opens a new connection per
+    request and sends ``Connection: close``. ``pause`` seconds between two requests of a client
+    keep the load modest.
+    """
+
+    def __init__(
+        self,
+        port,
+        path="/",
+        clients=8,
+        keep_alive=False,
+        pause=0.002,
+        total=None,
+        host="127.0.0.1",
+        timeout=15.0,
+    ):
+        self.port = port
+        self.host = host
+        self.path = path
+        self.keep_alive = keep_alive
+        self.pause = pause
+        self.timeout = timeout
+        self.total = total
+        self.outcomes = []
+        self._claimed = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- clients --------------------------------------------------------------
+
+    def _claim(self):
+        with self._cond:
+            if self.total is not None and self._claimed >= self.total:
+                return False
+            self._claimed += 1
+            return True
+
+    def _record(self, outcome):
+        outcome.finished = time.monotonic()
+        with self._cond:
+            self.outcomes.append(outcome)
+            self._cond.notify_all()
+
+    def _client(self, index):
+        conn = None
+        while not self._stop.is_set() and self._claim():
+            out = Outcome(client=index, started=time.monotonic(), reused=conn is not None)
+            try:
+                if conn is None:
+                    conn = RawConnection(self.port, host=self.host, timeout=self.timeout)
+                headers = [] if self.keep_alive else [("Connection", "close")]
+                try:
+                    conn.send(conn.build("GET", self.path, headers))
+                    out.sent = time.monotonic()
+                    first = conn.file.peek(1)
+                except (ConnectionResetError, BrokenPipeError) as e:
+                    out.error, out.detail = "no-response", repr(e)
+                else:
+                    if not first:
+                        out.error, out.detail = "no-response", "closed before any response byte"
+                    else:
+                        resp = conn.read_response()
+                        out.status, out.headers, out.body = resp.status, resp.headers, resp.body
+                        if not resp.complete:
+                            out.error, out.detail = "other", "incomplete body"
+                        elif (resp.header("Connection") or "").lower() == "close":
+                            conn.close()
+                            conn = None
+            except ConnectionRefusedError as e:
+                out.error, out.detail = "refused", repr(e)
+            except (OSError, ValueError) as e:  # timeouts, resets mid-response, bad framing
+                out.error, out.detail = "other", repr(e)
+            if (out.error or not self.keep_alive) and conn is not None:
+                conn.close()
+                conn = None
+            self._record(out)
+            if self.pause:
+                time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+    # -- results --------------------------------------------------------------
+
+    def mark(self):
+        """Index of the next outcome, for ``since=``."""
+        with self._cond:
+            return len(self.outcomes)
+
+    def wait_until(self, predicate, timeout=15.0, what="the load condition"):
+        """Waits until ``predicate(outcomes)`` is true (checked as outcomes come in)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.outcomes):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not any(t.is_alive() for t in self._threads):
+                    raise AssertionError(
+                        f"{what}: not reached in {timeout} s; {self.summary(self.outcomes)}"
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_for(self, predicate, timeout=15.0, since=0, what="a matching response"):
+        """Waits for an outcome (from index ``since``) that ``predicate`` accepts; returns it."""
+        found = []
+
+        def check(outcomes):
+            found.extend(o for o in outcomes[since:] if predicate(o))
+            return bool(found)
+
+        self.wait_until(check, timeout, what)
+        return found[0]
+
+    def wait_count(self, count, timeout=15.0, since=0):
+        """Waits until ``count`` more outcomes (from index ``since``) were recorded."""
+        self.wait_until(
+            lambda outcomes: len(outcomes) - since >= count, timeout, f"{count} requests"
+        )
+
+    def stop(self, timeout=30.0):
+        """Stops the clients (each finishes its request) and returns every outcome."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        assert not any(t.is_alive() for t in self._threads), "a load client did not stop"
+        with self._cond:
+            return list(self.outcomes)
+
+    def join(self, timeout=60.0):
+        """Waits until ``total`` requests were made; returns every outcome."""
+        for t in self._threads:
+            t.join(timeout)
+        return self.stop()
+
+    @staticmethod
+    def summary(outcomes):
+        """``N requests: {(status, error): count}`` plus the first few failures."""
+        counts = {}
+        for o in outcomes:
+            counts[(o.status, o.error)] = counts.get((o.status, o.error), 0) + 1
+        failed = [o for o in outcomes if not o.ok][:5]
+        return f"{len(outcomes)} requests: {counts}; first failures: {failed}"
+
+
+def processes_args(count):
+    """Flags for ``count`` worker processes: ferrocorn's ``--processes`` (its workers are
+    threads), gunicorn's ``--workers``."""
+    return ["--workers" if IS_GUNICORN else "--processes", str(count)]
+
+
+def proc_stat(pid):
+    """``(state, ppid)`` from /proc/PID/stat, or None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def is_running(pid):
+    """True while the process exists and is not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def descendants(pid):
+    """The pids of every live descendant of ``pid``."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = proc_stat(entry.name)
+            if stat is not None and stat[0] not in ("Z", "X"):
+                children.setdefault(stat[1], []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def thread_names(pid):
+    """The names (comm) of the threads of ``pid`` and of its descendants."""
+    names = []
+    for p in [pid, *descendants(pid)]:
+        for comm in Path(f"/proc/{p}/task").glob("*/comm"):
+            try:
+                names.append(comm.read_text().strip())
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # the thread exited meanwhile
+    return names
+
+
+def poll_until(check, timeout=15.0, interval=0.05, what="the condition"):
+    """Calls ``check()`` until it returns something true, for state only readable by polling
+    (/proc, files); returns that value. Fails with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
+def booted_pids(server, count, since=0, timeout=30.0):
+    """The pids of the next ``count`` ``Booting worker with pid: N`` lines (from ``since``)."""
+    pids = []
+    index = since
+    deadline = time.monotonic() + timeout
+    while len(pids) < count:
+        m, index = server._wait_line(
+            r"Booting worker with pid: (\d+)",
+            max(0.0, deadline - time.monotonic()),
+            index,
+            "err",
+        )
+        pids.append(int(m.group(1)))
+    return pids

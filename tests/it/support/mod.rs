@@ -50,7 +50,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         let argv = vec!["ferrocorn".to_string(), "app".to_string()];
         let settings = config::load(py, argv, &config::Env::default()).unwrap();
         let policy = HeaderPolicy::new(&settings.server.proxy);
-        let statics = Statics::new(py, "", threads > 1, Default::default(), policy).unwrap();
+        let statics = Statics::new(py, "", threads > 1, false, Default::default(), policy).unwrap();
         (app, statics)
     });
     let bound = server::bind_all(
@@ -67,6 +67,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
         timeout: None,
         grace: Duration::from_secs(5),
         max_waiting: 100,
+        recycle: None,
     };
     let pool = Pool::start(opts, Arc::new(WsgiWorker::new(app, statics, None))).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
@@ -81,6 +82,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             runtime: rt.handle().clone(),
             timeout: None,
             limit_request_body: None,
+            budget: None,
         });
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),

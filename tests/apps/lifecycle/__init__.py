@@ -1,0 +1,1 @@
+"""Apps and config files of the lifecycle tests (signals, supervision, hooks, systemd)."""
