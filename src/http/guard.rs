@@ -13,7 +13,7 @@
 //! reports to the body reader, with the reason left in `Notes`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -75,30 +75,29 @@ pub struct HeadNote {
 pub struct Notes {
     heads: Mutex<VecDeque<HeadNote>>,
     body: Mutex<Option<Reject>>,
-    /// Whether hyper has handed the service a request on this connection yet.
-    started: AtomicBool,
-    first_request: tokio::sync::Notify,
+    /// Requests hyper has handed the service on this connection.
+    requests: AtomicU64,
+    request_started: tokio::sync::Notify,
 }
 
 impl Notes {
-    /// Whether a request was read on this connection.
-    pub fn started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the connection's first request has been read.
+    /// Resolves once the connection's first request has been read (at once if it has).
     pub async fn first_request(&self) {
-        let notified = self.first_request.notified();
-        if !self.started() {
+        let notified = self.request_started.notified();
+        if self.requests.load(Ordering::Acquire) == 0 {
             notified.await;
         }
     }
 
+    /// Resolves when the next request is read.
+    pub async fn next_request(&self) {
+        self.request_started.notified().await;
+    }
+
     /// The note for the next request hyper hands the service.
     pub fn next_head(&self) -> HeadNote {
-        if !self.started.swap(true, Ordering::AcqRel) {
-            self.first_request.notify_waiters();
-        }
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        self.request_started.notify_waiters();
         self.heads
             .lock()
             .ok()

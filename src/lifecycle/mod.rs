@@ -37,7 +37,7 @@ use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
 use crate::pool::{Pool, PoolOptions, Recycle};
 use crate::server::Bound as Listener;
-use crate::server::{self, Backlog, BindOptions, ConnOptions, Kind, Running};
+use crate::server::{self, Backlog, BindOptions, ConnOptions, Finish, Kind, Running};
 use crate::wsgi::{self, HeaderPolicy, Statics};
 use hooks::{Hooks, RequestHooks};
 use process::Owner;
@@ -63,6 +63,8 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         return check(py, &settings).map(|()| Exit::Code(0));
     }
     let python = |err: PyErr| StartupError::Python(err.to_string());
+    // Before the server's own handlers are installed, which this would replace.
+    restore_default_sigint(py);
     let inherited = Inherited::take(py).map_err(python)?;
     let launch = Launch::current(py, argv).map_err(python)?;
     if let Some(link) = inherited.link {
@@ -258,7 +260,6 @@ impl App {
                 }));
             }
         }
-        restore_default_sigint(py);
         let mut handler = WsgiWorker::new(app, statics, access);
         if let Some(h) = hooks.clone().filter(|h| h.has("worker_abort")) {
             handler = handler.on_timeout(move |py| {
@@ -420,10 +421,15 @@ enum Ended {
 
 /// Stops accepting (serving what waits in the backlog), lets connections finish within the
 /// graceful timeout, and gives up early on a second INT or QUIT.
-async fn graceful_stop(running: &mut Running, signals: &mut Signals, timeout: Duration) -> bool {
+async fn graceful_stop(
+    running: &mut Running,
+    signals: &mut Signals,
+    timeout: Duration,
+    how: Finish,
+) -> bool {
     systemd::notify("STOPPING=1");
     drop(running.stop_accepting(Backlog::Serve).await);
-    running.finish_connections();
+    running.finish_connections(how);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
@@ -440,7 +446,7 @@ async fn graceful_stop(running: &mut Running, signals: &mut Signals, timeout: Du
 async fn quick_stop(running: &mut Running) -> bool {
     systemd::notify("STOPPING=1");
     drop(running.stop_accepting(Backlog::Leave).await);
-    running.finish_connections();
+    running.finish_connections(Finish::Prompt);
     false
 }
 
@@ -466,7 +472,9 @@ fn single(
                 tokio::select! {
                     sig = signals.next() => match sig {
                         Sig::Term => {
-                            let drained = graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                            let drained = graceful_stop(
+                                &mut running, &mut signals, app.graceful_timeout, Finish::Prompt,
+                            ).await;
                             return Ended::Stopped { drained };
                         }
                         Sig::Int | Sig::Quit => {
@@ -476,7 +484,7 @@ fn single(
                         Sig::Hup => {
                             if let Some(sup) = handle_hup(&settings, master, &fds, &mut signals).await {
                                 let listeners = running.stop_accepting(Backlog::Leave).await;
-                                running.finish_connections();
+                                running.finish_connections(Finish::Polite);
                                 let _ = tokio::time::timeout(app.graceful_timeout, running.drained()).await;
                                 let mut sup = sup;
                                 sup.keep(listeners);
@@ -622,8 +630,9 @@ fn work(
     let ended = py.detach(|| {
         runtime.block_on(async {
             let _ = link.set_nonblocking(true);
+            let timeout = app.graceful_timeout;
             let Ok(link) = tokio::net::UnixStream::from_std(link) else {
-                return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
             };
             let (mut from_parent, mut to_parent) = link.into_split();
             let _ = to_parent.write_all(&[Report::Ready.byte()]).await;
@@ -648,8 +657,13 @@ fn work(
             loop {
                 tokio::select! {
                     sig = signals.next() => match sig {
-                        Sig::Term | Sig::Hup => {
-                            return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                        // HUP is how the supervisor retires a worker (another one already
+                        // serves), TERM how it stops the server.
+                        Sig::Term => {
+                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
+                        }
+                        Sig::Hup => {
+                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Polite).await;
                         }
                         Sig::Int | Sig::Quit => {
                             app.worker_hook("worker_int");
@@ -662,7 +676,7 @@ fn work(
                     },
                     () = &mut parent_gone => {
                         tracing::info!("Parent changed, shutting down: {}", std::process::id());
-                        return graceful_stop(&mut running, &mut signals, app.graceful_timeout).await;
+                        return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                     }
                     () = &mut spent => {
                         tracing::info!("Autorestarting worker after current request.");

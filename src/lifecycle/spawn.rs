@@ -168,6 +168,10 @@ impl Inherited {
             // SAFETY: our parent put its end of a socket pair at this descriptor for us and
             // named it here; nothing else in this process knows of it.
             .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        if link.is_some() {
+            // Only the supervisor speaks to systemd.
+            pop("NOTIFY_SOCKET")?;
+        }
         let old_master = pop(MASTER_ENV)?.and_then(|v| v.trim().parse().ok());
         let fds = fds.or(super::systemd::listen_fds(py)?);
         Ok(Inherited {

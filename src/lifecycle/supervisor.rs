@@ -370,10 +370,18 @@ impl Supervisor {
         }
     }
 
+    /// Retires a worker: HUP lets a ready one finish politely (each keep-alive client gets one
+    /// more answer, with `Connection: close`); one still starting has no handler for it yet
+    /// and gets TERM.
     fn stop_worker(&mut self, i: usize, now: Instant) {
         let w = &mut self.workers[i];
         w.stopping = Some(now);
-        let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
+        let sig = if w.ready {
+            Signal::SIGHUP
+        } else {
+            Signal::SIGTERM
+        };
+        let _ = kill(Pid::from_raw(w.pid as i32), sig);
     }
 
     fn check_timeouts(&mut self) {

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::proxy_protocol::{self, Proxied, Rewind};
-use super::{Bound, Kind};
+use super::{Bound, Finish, Kind};
 use crate::config::ProxyProtocol;
 use crate::http::guard::{Limits, Notes};
 use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
@@ -29,8 +29,8 @@ pub(super) struct Ctx {
     pub http: hyper::server::conn::http1::Builder,
     pub shared: Arc<Shared>,
     pub limits: Limits,
-    /// Turns `true` when connections should finish and close.
-    pub stop: watch::Receiver<bool>,
+    /// Says when and how connections should finish and close.
+    pub stop: watch::Receiver<Finish>,
     /// Held by each connection task until it ends.
     pub drain: mpsc::Sender<()>,
     /// One permit per open connection (`--worker-connections`), shared by every listener.
@@ -190,6 +190,15 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Resolves with how connections are to finish, once they are.
+async fn finishing(stop: &mut watch::Receiver<Finish>) -> Finish {
+    let stopping = stop.wait_for(|f| *f != Finish::No).await.is_ok();
+    if !stopping {
+        std::future::pending::<()>().await;
+    }
+    *stop.borrow()
+}
+
 async fn backoff(err: std::io::Error) {
     tracing::error!("Error accepting a connection: {err}");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -246,13 +255,20 @@ async fn connection<S>(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
+        how = finishing(&mut stop) => {
             // A client that connected has not always sent its request yet; it is owed an
-            // answer to it (hyper would close such a connection as idle). Its wait is bounded
-            // by the header-read timeout.
+            // answer to it (hyper would close such a connection as idle). A polite finish
+            // also lets an idle keep-alive client send one more request, so a client racing
+            // the close never loses one. Both waits are bounded by the header-read timeout.
+            let wait = async {
+                match how {
+                    Finish::Prompt => notes.first_request().await,
+                    _ => notes.next_request().await,
+                }
+            };
             let first = tokio::select! {
                 r = conn.as_mut() => Some(r),
-                _ = notes.first_request() => None,
+                () = wait => None,
             };
             match first {
                 Some(r) => r,

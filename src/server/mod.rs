@@ -51,10 +51,23 @@ pub struct Running {
     accepts: JoinSet<Option<Bound>>,
     /// For connections taken from the backlog once accepting has stopped.
     ctx: Option<Arc<accept::Ctx>>,
-    /// Turns `true` when connections should finish their request and close.
-    conn_stop: watch::Sender<bool>,
+    /// Says when and how connections should finish their request and close.
+    conn_stop: watch::Sender<Finish>,
     /// Ends (`None`) when the last connection task has ended.
     drain: mpsc::Receiver<()>,
+}
+
+/// How open connections finish when the server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Not yet.
+    No,
+    /// Idle keep-alive connections close at once (SIGTERM).
+    Prompt,
+    /// Each connection answers one more request, with `Connection: close`, before closing, so
+    /// a keep-alive client never races the close (a reload or recycle: another process is
+    /// already accepting).
+    Polite,
 }
 
 /// What to do with connections that wait in the listen backlog when accepting stops.
@@ -82,7 +95,7 @@ pub fn start(
         .half_close(true);
 
     let (accept_stop, accept_rx) = watch::channel(false);
-    let (conn_stop, conn_rx) = watch::channel(false);
+    let (conn_stop, conn_rx) = watch::channel(Finish::No);
     // Every connection task holds a clone; when the last is dropped, the drain is over.
     let (drain_tx, drain) = mpsc::channel::<()>(1);
     let ctx = Arc::new(accept::Ctx {
@@ -147,12 +160,12 @@ impl Running {
         bound
     }
 
-    /// Tells every connection to finish: idle ones close now, one with a request in flight
-    /// answers it (with `Connection: close`) and closes, one that has not sent its request
-    /// yet gets to send it first.
-    pub fn finish_connections(&mut self) {
+    /// Tells every connection to finish: one with a request in flight answers it (with
+    /// `Connection: close`) and closes, one that has not sent its request yet gets to send it
+    /// first; idle keep-alive ones close at once or, with `Finish::Polite`, after one more.
+    pub fn finish_connections(&mut self, how: Finish) {
         self.ctx = None;
-        let _ = self.conn_stop.send(true);
+        let _ = self.conn_stop.send(how);
     }
 
     /// Resolves once every connection has ended (call `finish_connections` first).
@@ -174,7 +187,7 @@ pub async fn serve(
     let mut running = start(bound, shared, opts)?;
     let how = stop.await;
     drop(running.stop_accepting(Backlog::Serve).await);
-    running.finish_connections();
+    running.finish_connections(Finish::Prompt);
     Ok(match how {
         Stop::Quick => false,
         Stop::Graceful => tokio::time::timeout(graceful_timeout, running.drained())
