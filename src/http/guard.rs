@@ -13,7 +13,7 @@
 //! reports to the body reader, with the reason left in `Notes`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -77,27 +77,29 @@ pub struct Notes {
     body: Mutex<Option<Reject>>,
     /// Requests hyper has handed the service on this connection.
     requests: AtomicU64,
-    request_started: tokio::sync::Notify,
+    /// The server is stopping: every response from now on says `Connection: close`.
+    closing: AtomicBool,
 }
 
 impl Notes {
-    /// Resolves once the connection's first request has been read (at once if it has).
-    pub async fn first_request(&self) {
-        let notified = self.request_started.notified();
-        if self.requests.load(Ordering::Acquire) == 0 {
-            notified.await;
-        }
+    /// From now on, responses close the connection.
+    pub fn close_after_response(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
-    /// Resolves when the next request is read.
-    pub async fn next_request(&self) {
-        self.request_started.notified().await;
+    /// Whether responses should close the connection.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Requests read on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
     }
 
     /// The note for the next request hyper hands the service.
     pub fn next_head(&self) -> HeadNote {
         self.requests.fetch_add(1, Ordering::AcqRel);
-        self.request_started.notify_waiters();
         self.heads
             .lock()
             .ok()

@@ -125,10 +125,21 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
         let conn = self.conn.clone();
         let notes = self.notes.clone();
         Respond(Box::pin(async move {
-            match handle(shared, conn, notes, note.raw_target, req).await {
+            let closing = notes.clone();
+            let mut resp = match handle(shared, conn, notes, note.raw_target, req).await {
                 Ok(resp) => resp,
                 Err(err) => err.into_response(),
+            };
+            // Decided when the head goes out, so a stop that comes while the app runs still
+            // closes the connection after this answer rather than racing the client's next
+            // request.
+            if closing.closing() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
             }
+            resp
         }))
     }
 }

@@ -427,8 +427,16 @@ async fn graceful_stop(
     timeout: Duration,
     how: Finish,
 ) -> bool {
-    systemd::notify("STOPPING=1");
-    drop(running.stop_accepting(Backlog::Serve).await);
+    // A worker retired politely leaves the backlog to the ones that go on accepting; a
+    // server that stops serves it, as those clients have nobody else.
+    let backlog = match how {
+        Finish::Polite => Backlog::Leave,
+        _ => Backlog::Serve,
+    };
+    if how != Finish::Polite {
+        systemd::notify("STOPPING=1");
+    }
+    drop(running.stop_accepting(backlog).await);
     running.finish_connections(how);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -654,6 +662,7 @@ fn work(
             };
             tokio::pin!(spent);
             let mut beat = tokio::time::interval(Duration::from_secs(1));
+            let mut asked = false;
             loop {
                 tokio::select! {
                     sig = signals.next() => match sig {
@@ -678,7 +687,8 @@ fn work(
                         tracing::info!("Parent changed, shutting down: {}", std::process::id());
                         return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                     }
-                    () = &mut spent => {
+                    () = &mut spent, if !asked => {
+                        asked = true;
                         tracing::info!("Autorestarting worker after current request.");
                         let _ = to_parent.write_all(&[Report::Recycle.byte()]).await;
                     }

@@ -256,28 +256,17 @@ async fn connection<S>(
     let result = tokio::select! {
         r = conn.as_mut() => r,
         how = finishing(&mut stop) => {
-            // A client that connected has not always sent its request yet; it is owed an
-            // answer to it (hyper would close such a connection as idle). A polite finish
-            // also lets an idle keep-alive client send one more request, so a client racing
-            // the close never loses one. Both waits are bounded by the header-read timeout.
-            let wait = async {
-                match how {
-                    Finish::Prompt => notes.first_request().await,
-                    _ => notes.next_request().await,
-                }
-            };
-            let first = tokio::select! {
-                r = conn.as_mut() => Some(r),
-                () = wait => None,
-            };
-            match first {
-                Some(r) => r,
-                None => {
-                    // Idle connections close now; a request in flight is answered first.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            // Every answer from now on says `Connection: close`. A client that connected but
+            // has not sent its request yet still gets its answer (hyper would close such a
+            // connection as idle), and so, when the finish is polite, does an idle keep-alive
+            // client's next request: nobody races the close. Both waits are bounded by the
+            // header-read timeout.
+            notes.close_after_response();
+            if how == Finish::Prompt && notes.requests() > 0 {
+                // Idle connections close now; a request in flight is answered first.
+                conn.as_mut().graceful_shutdown();
             }
+            conn.await
         }
     };
     if let Err(err) = result {

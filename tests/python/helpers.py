@@ -775,3 +775,20 @@ def booted_pids(server, count, since=0, timeout=30.0):
         )
         pids.append(int(m.group(1)))
     return pids
+
+
+class PatientLogFifo(LogFifo):
+    """A ``LogFifo`` that outlasts a writer opening and closing the FIFO before the server logs
+    to it (gunicorn opens its error log once to check that it is writable, which is an EOF to
+    the reader): it opens the FIFO again after an EOF until a ``Listening at:`` line came.
+    After that, an EOF means that every process of the server let go of the FIFO."""
+
+    def _read(self):
+        while True:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    self.lines.append(line.rstrip("\n"))
+                    if "Listening at:" in line:
+                        self._listening.set()
+            if self._listening.is_set():
+                return

@@ -27,7 +27,7 @@ from helpers import (
     APPS_DIR,
     IS_GUNICORN,
     Load,
-    LogFifo,
+    PatientLogFifo,
     RawConnection,
     differs_on_gunicorn,
     poll_until,
@@ -308,7 +308,7 @@ def test_sigusr1_reopens_the_error_log(server_factory, tmp_path):
     # until the server reopens the path, which makes a new, regular file there. The FIFO's EOF
     # says that every process of the server let go of it.
     path = tmp_path / "error.log"
-    fifo = LogFifo(path)
+    fifo = PatientLogFifo(path)
     server = server_factory("lifecycle.procinfo", ["--error-logfile", path], wait=False)
     port = fifo.wait_port(server)
     os.rename(path, tmp_path / "error.log.fifo")

@@ -18,7 +18,7 @@ from helpers import (
     APPS_DIR,
     IS_GUNICORN,
     Load,
-    LogFifo,
+    PatientLogFifo,
     booted_pids,
     differs_on_gunicorn,
     is_running,
@@ -227,7 +227,7 @@ def daemon_pidfile(tmp_path):
 
 
 def test_daemon_detaches_serves_and_stops_on_sigterm(daemon_pidfile, tmp_path):
-    errlog = LogFifo(tmp_path / "error.log")
+    errlog = PatientLogFifo(tmp_path / "error.log")
     args = ["--daemon", "--pid", daemon_pidfile, "--error-logfile", errlog.path]
     args += ["-b", "127.0.0.1:0", "--chdir", APPS_DIR, "lifecycle.procinfo"]
     started = time.monotonic()
