@@ -68,7 +68,8 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
     let inherited = Inherited::take(py).map_err(python)?;
     let launch = Launch::current(py, argv).map_err(python)?;
     if let Some(link) = inherited.link {
-        return work(py, settings, inherited.fds.unwrap_or_default(), link);
+        let fds = inherited.fds.unwrap_or_default();
+        return work(py, settings, fds, link, inherited.age);
     }
     if settings.process.daemon && inherited.old_master.is_none() {
         process::daemonize(py)?;
@@ -222,18 +223,20 @@ struct App {
 }
 
 impl App {
-    /// Imports the app and starts the pool. `process_budget` is `--max-requests` for a worker
-    /// process (counted per process); without it the pool recycles its threads instead.
+    /// Imports the app and starts the pool. `worker` is the age of a worker process, whose
+    /// `--max-requests` counts for the whole process; in a single process the pool recycles
+    /// its threads instead.
     fn load(
         py: Python<'_>,
         settings: &Settings,
         access: Option<AccessLog>,
         hooks: Option<Arc<Hooks>>,
         runtime: &tokio::runtime::Runtime,
-        worker_process: bool,
+        worker: Option<u64>,
     ) -> Result<App, StartupError> {
         let pid = std::process::id();
-        let age = 1;
+        let worker_process = worker.is_some();
+        let age = worker.unwrap_or(1);
         if let Some(h) = &hooks {
             let (server, worker) = (h.server(py, 1), h.worker(py, pid, age));
             if !worker_process {
@@ -468,7 +471,7 @@ fn single(
     access: Option<AccessLog>,
     master: &Master,
 ) -> Result<Exit, StartupError> {
-    let app = App::load(py, &settings, access, master.hooks.clone(), runtime, false)?;
+    let app = App::load(py, &settings, access, master.hooks.clone(), runtime, None)?;
     let fds: Vec<RawFd> = bound.iter().map(|b| b.socket.as_raw_fd()).collect();
     let mut running = app.serve(runtime, bound)?;
     systemd::notify("READY=1");
@@ -611,6 +614,7 @@ fn work(
     settings: Settings,
     fds: Vec<RawFd>,
     link: std::os::fd::OwnedFd,
+    age: u64,
 ) -> Result<Exit, StartupError> {
     let access = start_logs(py, &settings.log)?;
     process::set_title(
@@ -632,7 +636,7 @@ fn work(
         // Already switched when the supervisor runs as the user; harmless then.
         let _ = owner.switch();
     }
-    let app = App::load(py, &settings, access, hooks, &runtime, true)?;
+    let app = App::load(py, &settings, access, hooks, &runtime, Some(age))?;
     let mut running = app.serve(&runtime, bound)?;
     let link = std::os::unix::net::UnixStream::from(link);
     let ended = py.detach(|| {

@@ -17,6 +17,8 @@ const FDS_ENV: &str = "FERROCORN_FDS";
 const LINK_ENV: &str = "FERROCORN_LINK";
 /// Set for a server started by USR2: the pid of the server that started it.
 const MASTER_ENV: &str = "FERROCORN_MASTER_PID";
+/// A worker's rank among the workers its supervisor started (`worker.age` in hooks).
+const AGE_ENV: &str = "FERROCORN_WORKER_AGE";
 
 /// What a worker tells its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub(super) struct Inherited {
     pub link: Option<OwnedFd>,
     /// The server that started this one with USR2.
     pub old_master: Option<i32>,
+    /// This worker's age (1 when not a worker).
+    pub age: u64,
 }
 
 impl Launch {
@@ -93,7 +97,8 @@ impl Launch {
             .current_dir(&self.cwd)
             .env(FDS_ENV, join(fds))
             .env_remove(LINK_ENV)
-            .env_remove(MASTER_ENV);
+            .env_remove(MASTER_ENV)
+            .env_remove(AGE_ENV);
         cmd
     }
 
@@ -101,10 +106,12 @@ impl Launch {
     pub(super) fn worker(
         &self,
         fds: &[RawFd],
+        age: u64,
     ) -> std::io::Result<(tokio::process::Child, tokio::net::UnixStream)> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = self.command(fds);
-        cmd.env(LINK_ENV, theirs.as_raw_fd().to_string());
+        cmd.env(LINK_ENV, theirs.as_raw_fd().to_string())
+            .env(AGE_ENV, age.to_string());
         let mut inherit: Vec<RawFd> = fds.to_vec();
         inherit.push(theirs.as_raw_fd());
         let child = spawn_inheriting(cmd, inherit)?;
@@ -173,11 +180,15 @@ impl Inherited {
             pop("NOTIFY_SOCKET")?;
         }
         let old_master = pop(MASTER_ENV)?.and_then(|v| v.trim().parse().ok());
+        let age = pop(AGE_ENV)?
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1);
         let fds = fds.or(super::systemd::listen_fds(py)?);
         Ok(Inherited {
             fds,
             link,
             old_master,
+            age,
         })
     }
 }

@@ -155,13 +155,7 @@ impl Supervisor {
                         logging::reopen_files();
                         self.signal_all(Signal::SIGUSR1);
                     }
-                    Sig::Usr2 => match self.launch.server(&self.fds) {
-                        Ok(child) => tracing::info!(
-                            "Started a new server (pid: {}) on the same sockets",
-                            child.id().unwrap_or(0)
-                        ),
-                        Err(err) => tracing::error!("Cannot start a new server: {err}"),
-                    },
+                    Sig::Usr2 => self.handle_usr2(),
                     Sig::Ttin => self.resize(self.target + 1),
                     Sig::Ttou => self.resize(self.target.saturating_sub(1).max(1)),
                     Sig::Winch => tracing::debug!("SIGWINCH ignored. Not daemonized"),
@@ -186,7 +180,7 @@ impl Supervisor {
                 h.call(py, "pre_fork", &[server, worker]);
             });
         }
-        let (mut child, mut link) = match self.launch.worker(&self.fds) {
+        let (mut child, mut link) = match self.launch.worker(&self.fds, age) {
             Ok(started) => started,
             Err(err) => {
                 tracing::error!("Cannot start a worker process: {err}");
@@ -405,6 +399,23 @@ impl Supervisor {
     fn signal_all(&self, sig: Signal) {
         for w in &self.workers {
             let _ = kill(Pid::from_raw(w.pid as i32), sig);
+        }
+    }
+
+    /// SIGUSR2: a new server on the same sockets, beside this one.
+    fn handle_usr2(&self) {
+        if let Some(h) = self.hooks.as_ref().filter(|h| h.has("pre_exec")) {
+            Python::attach(|py| {
+                let server = h.server(py, self.target);
+                h.call(py, "pre_exec", &[server]);
+            });
+        }
+        match self.launch.server(&self.fds) {
+            Ok(child) => tracing::info!(
+                "Started a new server (pid: {}) on the same sockets",
+                child.id().unwrap_or(0)
+            ),
+            Err(err) => tracing::error!("Cannot start a new server: {err}"),
         }
     }
 

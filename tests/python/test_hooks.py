@@ -185,10 +185,10 @@ def test_fork_hooks_and_child_exit_with_worker_processes(hooked):
 )
 def test_worker_abort_when_a_request_runs_past_the_timeout(hooked):
     start, records = hooked
-    server = start(["--threads", "2", "--timeout", "1"])
+    server = start(["--threads", "2", "--timeout", "2"])
     app_pid = requests.get(server.url, timeout=10).json()["pid"]
-    requests.get(server.url + "/spin?s=3", timeout=15)
-    (aborted,) = wait_record(records, "worker_abort", timeout=6)
+    requests.get(server.url + "/spin?s=4", timeout=15)
+    (aborted,) = wait_record(records, "worker_abort", timeout=4)
     assert aborted["worker_pid"] == aborted["pid"] == app_pid, aborted
     assert requests.get(server.url, timeout=10).status_code == 200
 
