@@ -291,4 +291,16 @@ mod tests {
         let resp = rt.block_on(respond).unwrap();
         assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     }
+
+    #[tokio::test]
+    async fn a_budget_says_once_it_is_spent() {
+        let b = Budget::new(2);
+        b.spend();
+        let early = tokio::time::timeout(std::time::Duration::from_millis(20), b.spent()).await;
+        assert!(early.is_err(), "spent after one of two");
+        b.spend();
+        tokio::time::timeout(std::time::Duration::from_secs(1), b.spent())
+            .await
+            .expect("spent after two");
+    }
 }

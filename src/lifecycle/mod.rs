@@ -146,6 +146,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
             hooks,
         ));
         sup.keep(bound);
+        sup.promote_after(master.old_master);
         py.detach(|| runtime.block_on(sup.run(signals)))
     } else {
         single(py, settings, &runtime, signals, bound, access, &master)?
@@ -508,7 +509,7 @@ fn single(
                         Sig::Ttou => app.resize(false),
                         Sig::Winch => tracing::debug!("SIGWINCH ignored. Not daemonized"),
                     },
-                    _ = tick.tick() => promote(&mut old_master, &settings),
+                    _ = tick.tick() => promote(&mut old_master, settings.server.pidfile.as_deref()),
                 }
             }
         })
@@ -592,15 +593,15 @@ fn handle_usr2(master: &Master, fds: &[RawFd]) {
 
 /// A server started by USR2 becomes the server once the one that started it is gone: its pid
 /// file takes the real name (gunicorn's "Master has been promoted.").
-fn promote(old_master: &mut Option<i32>, settings: &Settings) {
+pub(super) fn promote(old_master: &mut Option<i32>, pidfile: Option<&std::path::Path>) {
     let Some(old) = *old_master else { return };
     if nix::unistd::getppid().as_raw() == old {
         return;
     }
     *old_master = None;
     tracing::info!("Master has been promoted.");
-    if let Some(path) = &settings.server.pidfile {
-        let mut two = path.clone().into_os_string();
+    if let Some(path) = pidfile {
+        let mut two = path.to_path_buf().into_os_string();
         two.push(".2");
         if let Err(err) = std::fs::rename(&two, path) {
             tracing::error!("Cannot rename the pid file {two:?}: {err}");

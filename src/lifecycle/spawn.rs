@@ -192,3 +192,38 @@ impl Inherited {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_survive_the_wire() {
+        for r in [Report::Ready, Report::Beat, Report::Recycle] {
+            assert_eq!(Report::from_byte(r.byte()), Some(r));
+        }
+        assert_eq!(Report::from_byte(b'x'), None);
+    }
+
+    #[test]
+    fn a_child_gets_the_same_arguments() {
+        let launch = Launch {
+            python: "/usr/bin/python3".into(),
+            args: vec!["--bind".into(), "fd://3".into(), "app".into()],
+            cwd: "/".into(),
+        };
+        assert_eq!(launch.argv(), ["ferrocorn", "--bind", "fd://3", "app"]);
+        let cmd = launch.command(&[3, 4]);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, ["-m", "ferrocorn", "--bind", "fd://3", "app"]);
+        let fds = cmd
+            .get_envs()
+            .find(|(k, _)| *k == FDS_ENV)
+            .and_then(|(_, v)| v)
+            .map(|v| v.to_string_lossy().into_owned());
+        assert_eq!(fds.as_deref(), Some("3,4"));
+    }
+}

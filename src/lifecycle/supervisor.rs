@@ -55,6 +55,9 @@ pub(super) struct Supervisor {
     /// Failed starts in a row, and when the next start may happen.
     failures: u32,
     next_start: Instant,
+    /// The server that started this one with USR2, until it is gone; and the pid file.
+    old_master: Option<i32>,
+    pidfile: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -96,7 +99,14 @@ impl Supervisor {
             started: 0,
             failures: 0,
             next_start: Instant::now(),
+            old_master: None,
+            pidfile: settings.server.pidfile.clone(),
         }
+    }
+
+    /// This supervisor was started by USR2: take over the pid file once `old` is gone.
+    pub(super) fn promote_after(&mut self, old: Option<i32>) {
+        self.old_master = old;
     }
 
     pub(super) fn set_fds(&mut self, fds: Vec<RawFd>) {
@@ -166,7 +176,10 @@ impl Supervisor {
                         return self.stop(&mut signals, Sig::Term, code).await;
                     }
                 }
-                _ = tick.tick() => self.check_timeouts(),
+                _ = tick.tick() => {
+                    self.check_timeouts();
+                    super::promote(&mut self.old_master, self.pidfile.as_deref());
+                }
             }
         }
     }

@@ -298,4 +298,103 @@ mod tests {
         assert_eq!(pool.submitter().submit(5), Err(SubmitError::Full));
         assert!(pool.shutdown(Duration::from_secs(10)));
     }
+
+    /// Reports the OS thread each job ran on.
+    struct ThreadOf(Mutex<mpsc::Sender<std::thread::ThreadId>>);
+
+    impl Handler for ThreadOf {
+        type Job = ();
+        type Done = ();
+        fn handle(&self, _py: Python<'_>, _job: ()) {
+            let _ = self.0.lock().unwrap().send(std::thread::current().id());
+        }
+        fn needs_finish(&self) -> bool {
+            false
+        }
+        fn finish(&self, _: ()) {}
+        fn describe(&self, _job: &()) -> Arc<dyn Describe> {
+            Arc::new(JobNumber(0))
+        }
+    }
+
+    fn live_threads(pool: &Pool<()>) -> usize {
+        let threads = pool.threads.lock().unwrap();
+        threads.iter().filter(|(t, _)| !t.is_finished()).count()
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn options(size: usize, recycle: Option<Recycle>) -> PoolOptions {
+        PoolOptions {
+            size,
+            queue_limit: None,
+            timeout: None,
+            grace: Duration::from_secs(1),
+            max_waiting: 10,
+            recycle,
+        }
+    }
+
+    #[test]
+    fn threads_are_recycled_after_their_jobs_and_no_job_is_lost() {
+        let (tx, rx) = mpsc::channel();
+        let recycle = Recycle {
+            after: 3,
+            jitter: 0,
+        };
+        let pool = Pool::start(
+            options(1, Some(recycle)),
+            Arc::new(ThreadOf(Mutex::new(tx))),
+        )
+        .unwrap();
+        let submit = pool.submitter();
+        for _ in 0..9 {
+            submit.submit(()).unwrap();
+        }
+        let ran: Vec<_> = (0..9)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        let distinct: std::collections::HashSet<_> = ran.iter().collect();
+        assert_eq!(distinct.len(), 3, "three jobs per thread: {ran:?}");
+        wait_for("one live thread", || live_threads(&pool) == 1);
+        assert!(pool.shutdown(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_pool_grows_and_shrinks_but_never_below_one() {
+        let (tx, _rx) = mpsc::channel();
+        let pool = Pool::start(options(2, None), Arc::new(ThreadOf(Mutex::new(tx)))).unwrap();
+        assert_eq!(pool.grow().unwrap(), 3);
+        wait_for("three threads", || live_threads(&pool) == 3);
+        assert_eq!(pool.shrink(), 2);
+        assert_eq!(pool.shrink(), 1);
+        assert_eq!(pool.shrink(), 1);
+        wait_for("one thread", || live_threads(&pool) == 1);
+        assert!(pool.shutdown(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let r = Recycle {
+            after: 100,
+            jitter: 10,
+        };
+        for i in 0..50 {
+            assert!((100..=110).contains(&r.limit_for(i)));
+        }
+        assert_eq!(
+            Recycle {
+                after: 0,
+                jitter: 0
+            }
+            .limit_for(0),
+            1
+        );
+    }
 }
