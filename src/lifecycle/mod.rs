@@ -121,7 +121,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
     }
     tracing::info!("Using worker: threads");
     if let Some(owner) = &owner {
-        owner.switch()?;
+        owner.switch(py)?;
     }
     if let Some(h) = &hooks {
         let server = h.server(py, processes);
@@ -635,7 +635,7 @@ fn work(
     let bound = listen(py, &settings, Some(&fds), None)?;
     if let Some(owner) = Owner::resolve(&settings.process)? {
         // Already switched when the supervisor runs as the user; harmless then.
-        let _ = owner.switch();
+        let _ = owner.switch(py);
     }
     let app = App::load(py, &settings, access, hooks, &runtime, Some(age))?;
     let mut running = app.serve(&runtime, bound)?;

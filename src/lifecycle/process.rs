@@ -98,8 +98,15 @@ impl Owner {
         }
     }
 
-    /// Switches to the user and group (groups first, while still allowed to).
-    pub(super) fn switch(&self) -> Result<(), StartupError> {
+    /// Switches to the user and group (groups first, while still allowed to). What ferrocorn
+    /// itself imports later is imported first, while the standard library is surely readable
+    /// (it may live where only the starting user can read it).
+    pub(super) fn switch(&self, py: Python<'_>) -> Result<(), StartupError> {
+        for module in PRELOADED {
+            if let Err(err) = py.import(*module) {
+                tracing::debug!("cannot import {module} before switching user: {err}");
+            }
+        }
         let failed = |what: &'static str| {
             move |err: nix::Error| StartupError::Io {
                 context: what,
@@ -125,6 +132,17 @@ impl Owner {
         Ok(())
     }
 }
+
+/// The modules ferrocorn imports on its own once serving (the app, hooks, tracebacks).
+const PRELOADED: &[&str] = &[
+    "importlib",
+    "importlib.util",
+    "ast",
+    "inspect",
+    "types",
+    "traceback",
+    "linecache",
+];
 
 /// Sets the process title: `ferrocorn: ROLE [NAME]` through the `setproctitle` package when it
 /// is installed (as gunicorn does), and the kernel's 15-byte process name from `-n` always.
