@@ -71,6 +71,10 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         let fds = inherited.fds.unwrap_or_default();
         return work(py, settings, fds, link, inherited.age);
     }
+    if let Some(worker) = inherited.adopt {
+        let fds = inherited.fds.unwrap_or_default();
+        return resume(py, settings, launch, &fds, worker);
+    }
     if settings.process.daemon && inherited.old_master.is_none() {
         process::daemonize(py)?;
     }
@@ -152,15 +156,79 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         single(py, settings, &runtime, signals, bound, access, &master)?
     };
     runtime.shutdown_timeout(Duration::from_millis(100));
-    if let Some(h) = &master.hooks {
-        let server = h.server(py, processes);
-        h.call(py, "on_exit", &[server]);
+    Ok(master.exit(py, processes, exit))
+}
+
+/// A supervisor whose earlier image served the app until a reload: it supervises the worker
+/// that image started, on the sockets it held, with the pid file it wrote. Nothing is logged
+/// or called that the first start already did.
+fn resume(
+    py: Python<'_>,
+    settings: Settings,
+    launch: Launch,
+    fds: &[RawFd],
+    worker: spawn::Adopted,
+) -> Result<Exit, StartupError> {
+    start_logs(py, &settings.log)?;
+    process::set_title(
+        py,
+        settings.process.proc_name.as_deref(),
+        "master",
+        &settings.app.spec,
+    );
+    let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
+    let runtime = runtime()?;
+    let signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|err| StartupError::Io {
+            context: "Cannot install signal handlers",
+            err,
+        })?;
+    // Signals held back across the exec reach their handlers now.
+    signals::hold(false);
+    let bound = listen(py, &settings, Some(fds), None)?;
+    let master = Master {
+        launch: launch.clone(),
+        hooks: hooks.clone(),
+        pidfile: settings
+            .server
+            .pidfile
+            .as_deref()
+            .map(pidfile::PidFile::adopt),
+        name: "Master",
+        old_master: None,
+    };
+    let processes = settings.process.processes as usize;
+    let mut sup = Box::new(supervisor::Supervisor::new(&settings, launch, hooks));
+    sup.keep(bound);
+    let exit = py.detach(|| {
+        runtime.block_on(async {
+            match sup.adopt(worker) {
+                Ok(()) => sup.run(signals).await,
+                Err(err) => {
+                    tracing::error!("Cannot supervise the worker after a reload: {err}");
+                    Exit::Code(crate::error::exit::ERROR)
+                }
+            }
+        })
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(master.exit(py, processes, exit))
+}
+
+impl Master {
+    /// The end of the server: `on_exit`, the last line, the pid file.
+    fn exit(self, py: Python<'_>, processes: usize, exit: Exit) -> Exit {
+        if let Some(h) = &self.hooks {
+            let server = h.server(py, processes);
+            h.call(py, "on_exit", &[server]);
+        }
+        tracing::info!("Shutting down: {}", self.name);
+        if let Some(p) = self.pidfile {
+            p.remove();
+        }
+        exit
     }
-    tracing::info!("Shutting down: {}", master.name);
-    if let Some(p) = master.pidfile {
-        p.remove();
-    }
-    Ok(exit)
 }
 
 /// What the first process of a server keeps whatever role it ends up in.
@@ -523,6 +591,11 @@ fn single(
         Ended::Handed(sup) => {
             // The old generation's threads finish what they hold while the new one serves.
             let _ = py.detach(|| app.stop_pool(true));
+            // Then this process sheds the app it imported: a fresh image of it supervises
+            // the new generation, under the same pid.
+            let pending = signals.take_pending();
+            let err = sup.become_fresh(&pending);
+            tracing::error!("Cannot restart as a supervisor ({err}); supervising from here");
             Ok(py.detach(|| runtime.block_on(sup.run(signals))))
         }
     }

@@ -54,6 +54,14 @@ impl PidFile {
         })
     }
 
+    /// The pid file an earlier image of this process wrote (same pid), without touching it.
+    pub(super) fn adopt(path: &Path) -> PidFile {
+        PidFile {
+            path: path.into(),
+            pid: std::process::id(),
+        }
+    }
+
     pub(super) fn remove(self) {
         if read_pid(&self.path) == Some(self.pid as i32) {
             let _ = std::fs::remove_file(&self.path);

@@ -59,6 +59,37 @@ impl Sig {
     }
 }
 
+const ALL: [Sig; 9] = [
+    Sig::Term,
+    Sig::Int,
+    Sig::Quit,
+    Sig::Hup,
+    Sig::Usr1,
+    Sig::Usr2,
+    Sig::Ttin,
+    Sig::Ttou,
+    Sig::Winch,
+];
+
+/// Holds back (or lets through again) every signal the server handles, on the calling thread.
+/// Across an exec the mask and pending signals are kept, so a signal that arrives while the
+/// new image starts waits for its handlers instead of killing it.
+pub(super) fn hold(held: bool) {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for sig in ALL {
+        set.add(sig.number());
+    }
+    let how = if held {
+        SigmaskHow::SIG_BLOCK
+    } else {
+        SigmaskHow::SIG_UNBLOCK
+    };
+    if let Err(err) = pthread_sigmask(how, Some(&set), None) {
+        tracing::debug!("cannot change the signal mask: {err}");
+    }
+}
+
 pub(super) struct Signals {
     streams: Vec<(Sig, Signal)>,
 }
@@ -82,6 +113,19 @@ impl Signals {
             .map(|(sig, kind)| Ok((sig, signal(kind)?)))
             .collect::<std::io::Result<_>>()?;
         Ok(Signals { streams })
+    }
+
+    /// Signals received and not yet handled, taken without waiting (before an exec, which
+    /// would lose them).
+    pub(super) fn take_pending(&mut self) -> Vec<Sig> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut pending = Vec::new();
+        for (sig, stream) in &mut self.streams {
+            if stream.poll_recv(&mut cx).is_ready() {
+                pending.push(*sig);
+            }
+        }
+        pending
     }
 
     /// The next signal, logged the way gunicorn does. Signals are taken in the order above

@@ -17,6 +17,9 @@ const FDS_ENV: &str = "FERROCORN_FDS";
 const LINK_ENV: &str = "FERROCORN_LINK";
 /// Set for a server started by USR2: the pid of the server that started it.
 const MASTER_ENV: &str = "FERROCORN_MASTER_PID";
+/// For a supervisor that replaced its own image (after a reload): the worker it already has,
+/// as `PID:LINK_FD:AGE`.
+const ADOPT_ENV: &str = "FERROCORN_ADOPT";
 /// A worker's rank among the workers its supervisor started (`worker.age` in hooks).
 const AGE_ENV: &str = "FERROCORN_WORKER_AGE";
 
@@ -69,6 +72,16 @@ pub(super) struct Inherited {
     pub old_master: Option<i32>,
     /// This worker's age (1 when not a worker).
     pub age: u64,
+    /// The worker this process supervises already (it replaced its own image after a reload).
+    pub adopt: Option<Adopted>,
+}
+
+/// A worker process started by an earlier image of this process.
+#[derive(Debug)]
+pub(super) struct Adopted {
+    pub pid: u32,
+    pub link: OwnedFd,
+    pub age: u64,
 }
 
 impl Launch {
@@ -98,7 +111,8 @@ impl Launch {
             .env(FDS_ENV, join(fds))
             .env_remove(LINK_ENV)
             .env_remove(MASTER_ENV)
-            .env_remove(AGE_ENV);
+            .env_remove(AGE_ENV)
+            .env_remove(ADOPT_ENV);
         cmd
     }
 
@@ -118,6 +132,35 @@ impl Launch {
         drop(theirs);
         ours.set_nonblocking(true)?;
         Ok((child, tokio::net::UnixStream::from_std(ours)?))
+    }
+
+    /// Replaces this process's image with a fresh supervisor of `worker` on `fds`: same pid,
+    /// none of the memory the old app held. Returns only if the exec failed.
+    #[allow(unsafe_code)]
+    pub(super) fn become_supervisor(
+        &self,
+        fds: &[RawFd],
+        worker: (u32, RawFd, u64),
+        pending: &[super::signals::Sig],
+    ) -> std::io::Error {
+        use std::os::unix::process::CommandExt;
+        let (pid, link, age) = worker;
+        for fd in fds.iter().chain([&link]) {
+            // SAFETY: fcntl on descriptors this process owns and keeps open until the exec.
+            if unsafe { nix::libc::fcntl(*fd, nix::libc::F_SETFD, 0) } == -1 {
+                return std::io::Error::last_os_error();
+            }
+        }
+        let mut cmd = self.command(fds);
+        cmd.env(ADOPT_ENV, format!("{pid}:{link}:{age}"));
+        super::signals::hold(true);
+        // Held back, they stay pending across the exec for the new image to handle.
+        for sig in pending {
+            let _ = nix::sys::signal::raise(sig.number());
+        }
+        let err = cmd.exec();
+        super::signals::hold(false);
+        err
     }
 
     /// Starts a new server on `fds` (SIGUSR2).
@@ -183,12 +226,25 @@ impl Inherited {
         let age = pop(AGE_ENV)?
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1);
+        let adopt = pop(ADOPT_ENV)?.and_then(|v| {
+            let mut parts = v.split(':').map(|p| p.trim().parse::<u64>().ok());
+            let (pid, fd, age) = (parts.next()??, parts.next()??, parts.next()??);
+            // SAFETY: the image this process had before its exec left its end of the worker's
+            // link open at this descriptor and named it here.
+            let link = unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).ok()?) };
+            Some(Adopted {
+                pid: u32::try_from(pid).ok()?,
+                link,
+                age,
+            })
+        });
         let fds = fds.or(super::systemd::listen_fds(py)?);
         Ok(Inherited {
             fds,
             link,
             old_master,
             age,
+            adopt,
         })
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::hooks::Hooks;
 use super::signals::{Sig, Signals};
-use super::spawn::{Launch, Report};
+use super::spawn::{Adopted, Launch, Report};
 use super::{int, systemd, Exit};
 use crate::config::Settings;
 use crate::error::exit;
@@ -73,6 +73,40 @@ struct Worker {
     heard: Instant,
     born: Instant,
     timed_out: bool,
+    /// Our end of its link (open as long as the reader task runs).
+    link: RawFd,
+}
+
+impl Worker {
+    fn new(pid: u32, age: u64, generation: u64, link: RawFd) -> Worker {
+        let now = Instant::now();
+        Worker {
+            pid,
+            age,
+            generation,
+            ready: false,
+            retiring: false,
+            stopping: None,
+            heard: now,
+            born: now,
+            timed_out: false,
+            link,
+        }
+    }
+}
+
+/// `Some` once `pid` has exited (with its status, if it could be read).
+#[allow(unsafe_code)]
+fn reap(pid: u32) -> Option<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: waitpid with a valid pointer to a local; WNOHANG never blocks.
+    let r = unsafe { nix::libc::waitpid(pid as i32, &mut status, nix::libc::WNOHANG) };
+    match r {
+        0 => None,
+        -1 => Some(None),
+        _ => Some(Some(std::process::ExitStatus::from_raw(status))),
+    }
 }
 
 #[derive(Debug)]
@@ -193,7 +227,7 @@ impl Supervisor {
                 h.call(py, "pre_fork", &[server, worker]);
             });
         }
-        let (mut child, mut link) = match self.launch.worker(&self.fds, age) {
+        let (mut child, link) = match self.launch.worker(&self.fds, age) {
             Ok(started) => started,
             Err(err) => {
                 tracing::error!("Cannot start a worker process: {err}");
@@ -208,6 +242,14 @@ impl Supervisor {
             let status = child.wait().await.ok();
             let _ = tx.send(Event::Exited(pid, status));
         });
+        let fd = link.as_raw_fd();
+        self.listen_to(pid, link);
+        self.workers
+            .push(Worker::new(pid, age, self.generation, fd));
+    }
+
+    /// Reads a worker's reports until its link closes.
+    fn listen_to(&self, pid: u32, mut link: tokio::net::UnixStream) {
         let tx = self.sender.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
@@ -217,18 +259,47 @@ impl Supervisor {
                 }
             }
         });
-        let now = Instant::now();
-        self.workers.push(Worker {
-            pid,
-            age,
-            generation: self.generation,
-            ready: false,
-            retiring: false,
-            stopping: None,
-            heard: now,
-            born: now,
-            timed_out: false,
+    }
+
+    /// Takes over a ready worker an earlier image of this process started (call inside the
+    /// runtime). It is this process's child, but no `Child` handle crossed the exec: its exit
+    /// is read with `waitpid` when SIGCHLD comes.
+    pub(super) fn adopt(&mut self, worker: Adopted) -> std::io::Result<()> {
+        let Adopted { pid, link, age } = worker;
+        let std_link = std::os::unix::net::UnixStream::from(link);
+        std_link.set_nonblocking(true)?;
+        let link = tokio::net::UnixStream::from_std(std_link)?;
+        let fd = link.as_raw_fd();
+        let mut chld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let tx = self.sender.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(status) = reap(pid) {
+                    let _ = tx.send(Event::Exited(pid, status));
+                    return;
+                }
+                tokio::select! {
+                    _ = chld.recv() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         });
+        self.listen_to(pid, link);
+        self.started = self.started.max(age);
+        let mut w = Worker::new(pid, age, self.generation, fd);
+        w.ready = true;
+        self.workers.push(w);
+        Ok(())
+    }
+
+    /// With its one worker ready, replaces this process's image with a fresh supervisor of it
+    /// (same pid, without the app the old image imported). Returns only if that failed.
+    pub(super) fn become_fresh(&self, pending: &[super::signals::Sig]) -> std::io::Error {
+        let [w] = self.workers.as_slice() else {
+            return std::io::Error::other("more than one worker");
+        };
+        self.launch
+            .become_supervisor(&self.fds, (w.pid, w.link, w.age), pending)
     }
 
     fn failed_start(&mut self) {

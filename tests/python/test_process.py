@@ -1,12 +1,16 @@
 """Process integration: -p/--pid (written while serving, removed on exit,
 refused when another live process holds it), --reuse-port (two servers on one
-port), and -m/--umask for Unix socket files."""
+port), -m/--umask for Unix socket files, and what the main process keeps after
+a reload."""
 
 import os
+import signal
 import stat
+import time
 
 import pytest
-from helpers import APPS_DIR, differs_on_gunicorn, free_port, run_cli
+import requests
+from helpers import APPS_DIR, IS_GUNICORN, differs_on_gunicorn, free_port, run_cli
 
 
 def test_pid_file_holds_the_pid_while_serving_and_goes_at_exit(server_factory, tmp_path):
@@ -52,3 +56,34 @@ def test_umask_sets_the_unix_socket_files_mode(server_factory, tmp_path, umask, 
     args = ["--umask", umask] if umask else []
     server_factory("wsgi_apps", args, binds=[f"unix:{sock}"])
     assert stat.S_IMODE(sock.stat().st_mode) == mode
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's single process becomes a supervisor")
+def test_after_a_reload_the_main_process_no_longer_holds_the_app(server_factory, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    server = server_factory("lifecycle.ballast", ["-p", pidfile])
+    assert requests.get(server.url, timeout=10).text == "ballast"
+    assert rss_mib(server.pid) > 64  # the app's 64 MiB live in the serving process
+    mark = server.log_mark()
+    server.send_signal(signal.SIGHUP)
+    booted = server.wait_for_log(r"Booting worker with pid: (\d+)", since=mark, timeout=30)
+    worker = int(booted.group(1))
+    assert worker != server.pid
+    deadline = time.monotonic() + 30
+    while rss_mib(server.pid) > 40:
+        assert time.monotonic() < deadline, f"main process still at {rss_mib(server.pid)} MiB"
+        time.sleep(0.05)
+    # Same pid, same pid file, still serving through the new generation.
+    assert pidfile.read_text().strip() == str(server.pid)
+    assert requests.get(server.url, timeout=10).text == "ballast"
+    stopped = server.stop()
+    assert stopped.code == 0, stopped.err
+    assert not pidfile.exists()
