@@ -269,7 +269,7 @@ fn import_dotted<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>
 }
 
 /// Counts positional parameters as gunicorn's `util.get_arity` does.
-fn positional_arity(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<usize> {
+pub fn positional_arity(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<usize> {
     let inspect = py.import("inspect")?;
     let kinds = (
         inspect.getattr("Parameter")?.getattr("POSITIONAL_ONLY")?,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::config::python::positional_arity;
 use crate::config::{HookFn, Settings};
 use crate::wsgi::{Around, RequestView};
 
@@ -120,13 +121,12 @@ impl Hooks {
         if settings.hooks.is_empty() {
             return Ok(None);
         }
-        let inspect = py.import("inspect")?;
         let fns = settings
             .hooks
             .iter()
             .map(|HookFn { hook, func, .. }| {
                 let func = func.clone_ref(py);
-                let arity = positional(&inspect, func.bind(py)).unwrap_or(hook.arities[0]);
+                let arity = positional_arity(py, func.bind(py)).unwrap_or(hook.arities[0]);
                 (hook.name, func, arity)
             })
             .collect();
@@ -298,22 +298,4 @@ fn namespace<'py>(py: Python<'py>, d: &Bound<'py, PyDict>) -> PyResult<Bound<'py
     py.import("types")?
         .getattr("SimpleNamespace")?
         .call((), Some(d))
-}
-
-/// Positional parameters a hook declares (so `post_request(worker, req)` is called with two).
-fn positional(inspect: &Bound<'_, PyModule>, func: &Bound<'_, PyAny>) -> PyResult<usize> {
-    let params = inspect
-        .call_method1("signature", (func,))?
-        .getattr("parameters")?
-        .call_method0("values")?;
-    let mut n = 0;
-    for p in params.try_iter()? {
-        let kind: String = p?.getattr("kind")?.getattr("name")?.extract()?;
-        match kind.as_str() {
-            "POSITIONAL_ONLY" | "POSITIONAL_OR_KEYWORD" => n += 1,
-            "VAR_POSITIONAL" => return Ok(usize::MAX),
-            _ => {}
-        }
-    }
-    Ok(n)
 }

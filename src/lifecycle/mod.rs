@@ -111,13 +111,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         h.call(py, "on_starting", &[server]);
     }
 
-    let runtime = runtime()?;
-    let signals = runtime
-        .block_on(async { Signals::install() })
-        .map_err(|err| StartupError::Io {
-            context: "Cannot install signal handlers",
-            err,
-        })?;
+    let (runtime, signals) = runtime()?;
     let bound = listen(py, &settings, inherited.fds.as_deref(), owner.as_ref())?;
     let pid = std::process::id();
     for b in &bound {
@@ -177,13 +171,7 @@ fn resume(
         &settings.app.spec,
     );
     let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
-    let runtime = runtime()?;
-    let signals = runtime
-        .block_on(async { Signals::install() })
-        .map_err(|err| StartupError::Io {
-            context: "Cannot install signal handlers",
-            err,
-        })?;
+    let (runtime, signals) = runtime()?;
     // Signals held back across the exec reach their handlers now.
     signals::hold(false);
     let bound = listen(py, &settings, Some(fds), None)?;
@@ -242,15 +230,23 @@ struct Master {
     old_master: Option<i32>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, StartupError> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The I/O runtime, and the signal handlers installed in it.
+fn runtime() -> Result<(tokio::runtime::Runtime, Signals), StartupError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferrocorn-io")
         .build()
         .map_err(|err| StartupError::Io {
             context: "Cannot start the I/O runtime",
             err,
-        })
+        })?;
+    let signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|err| StartupError::Io {
+            context: "Cannot install signal handlers",
+            err,
+        })?;
+    Ok((runtime, signals))
 }
 
 /// Binds `--bind` (or takes the sockets a parent or systemd passed down).
@@ -698,13 +694,7 @@ fn work(
         &settings.app.spec,
     );
     let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
-    let runtime = runtime()?;
-    let mut signals = runtime
-        .block_on(async { Signals::install() })
-        .map_err(|err| StartupError::Io {
-            context: "Cannot install signal handlers",
-            err,
-        })?;
+    let (runtime, mut signals) = runtime()?;
     let bound = listen(py, &settings, Some(&fds), None)?;
     if let Some(owner) = Owner::resolve(&settings.process)? {
         // Already switched when the supervisor runs as the user; harmless then.
