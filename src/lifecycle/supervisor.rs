@@ -469,7 +469,8 @@ impl Supervisor {
         for w in &mut self.workers {
             let stuck = match w.stopping {
                 Some(since) => now.duration_since(since) > grace,
-                None => w.ready && silence.is_some_and(|s| now.duration_since(w.heard) > s),
+                // From its start, as in gunicorn: a worker whose import hangs is stuck too.
+                None => silence.is_some_and(|s| now.duration_since(w.heard) > s),
             };
             if stuck && !w.timed_out {
                 tracing::error!("WORKER TIMEOUT (pid:{})", w.pid);

@@ -84,6 +84,28 @@ def test_a_killed_worker_process_is_replaced_under_load(server_factory):
     assert server.stop().code == 0
 
 
+@pytest.mark.skipif(IS_GUNICORN, reason="gunicorn's heartbeat runs in the worker's main loop")
+def test_a_worker_process_that_stops_responding_is_killed_and_replaced(server_factory):
+    server = server_factory("lifecycle.procinfo", [*processes_args(2), "--timeout", "3"])
+    pids = booted_pids(server, 2)
+    victim = pids[0]
+    server.wait_for_log(rf"Booting worker pool .* in pid: {victim}")  # serving
+    mark = server.log_mark()
+    os.kill(victim, signal.SIGSTOP)  # frozen: no more reports to the supervisor
+    try:
+        server.wait_for_log(rf"WORKER TIMEOUT \(pid:{victim}\)", since=mark, timeout=15)
+        (new,) = booted_pids(server, 1, since=mark)
+    finally:
+        if is_running(victim):
+            os.kill(victim, signal.SIGCONT)
+    poll_until(lambda: not is_running(victim), what=f"worker {victim} gone")
+    assert new not in pids
+    # The other worker served all along; the new one serves too.
+    outcomes = [requests.get(server.url, timeout=10).json()["pid"] for _ in range(40)]
+    assert set(outcomes) <= {pids[1], new}
+    assert server.stop().code == 0
+
+
 def test_sigterm_stops_the_server_and_every_worker_process(server_factory):
     server = server_factory("lifecycle.procinfo", [*processes_args(2)])
     pids = booted_pids(server, 2)
