@@ -132,6 +132,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         pidfile,
         name: master,
         old_master: inherited.old_master,
+        promoted_pidfile: settings.server.pidfile.clone(),
     };
     let exit = if processes > 1 {
         if settings.process.preload {
@@ -185,6 +186,7 @@ fn resume(
             .map(pidfile::PidFile::adopt),
         name: "Master",
         old_master: None,
+        promoted_pidfile: None,
     };
     let processes = settings.process.processes as usize;
     let mut sup = Box::new(supervisor::Supervisor::new(&settings, launch, hooks));
@@ -215,6 +217,10 @@ impl Master {
         if let Some(p) = self.pidfile {
             p.remove();
         }
+        // A server started by USR2 took the real name of the pid file once promoted.
+        if let (Some(_), Some(path)) = (self.old_master, &self.promoted_pidfile) {
+            pidfile::PidFile::adopt(path).remove();
+        }
         exit
     }
 }
@@ -228,6 +234,8 @@ struct Master {
     name: &'static str,
     /// The server that started this one with USR2, until it is gone.
     old_master: Option<i32>,
+    /// The pid file's real name (`-p`), which a server started by USR2 takes when promoted.
+    promoted_pidfile: Option<std::path::PathBuf>,
 }
 
 /// The I/O runtime, and the signal handlers installed in it.

@@ -87,3 +87,39 @@ def test_after_a_reload_the_main_process_no_longer_holds_the_app(server_factory,
     stopped = server.stop()
     assert stopped.code == 0, stopped.err
     assert not pidfile.exists()
+
+
+def test_usr2_starts_a_new_server_on_the_same_sockets_that_takes_over(server_factory, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    server = server_factory("lifecycle.procinfo", ["-p", pidfile])
+    old = server.pid
+    mark = server.log_mark()
+    server.send_signal(signal.SIGUSR2)
+    # The new server logs its own Listening line, for the same address, under its own pid.
+    line = server.wait_for_log(r"Listening at: (\S+) \((\d+)\)", since=mark, timeout=30)
+    new = int(line.group(2))
+    assert new != old and line.group(1) == server.addresses[0]
+    second = tmp_path / "server.pid.2"
+    deadline = time.monotonic() + 15
+    while not (second.exists() and second.read_text().strip() == str(new)):
+        assert time.monotonic() < deadline, f"no {second} naming {new}"
+        time.sleep(0.02)
+    assert pidfile.read_text().strip() == str(old)
+    # Both serve; once the old one is stopped, the new one is the server. (Not server.stop():
+    # the new server holds the old one's stderr open, so its output never ends.)
+    server.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0, server.err_text()
+    deadline = time.monotonic() + 15
+    while not (pidfile.exists() and pidfile.read_text().strip() == str(new)):
+        assert time.monotonic() < deadline, f"{pidfile} never named {new}"
+        time.sleep(0.02)
+    assert not second.exists()
+    for _ in range(5):
+        answer = requests.get(server.url, timeout=10).json()
+        # Served by the new server itself, or (gunicorn) by one of its workers.
+        assert new in (answer["pid"], answer["ppid"]), answer
+    os.kill(new, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while pidfile.exists():
+        assert time.monotonic() < deadline, "the new server did not stop"
+        time.sleep(0.02)
