@@ -43,6 +43,8 @@ pub(super) struct Supervisor {
     fds: Vec<RawFd>,
     /// Keeps the sockets open while workers come and go.
     listeners: Vec<Listener>,
+    /// What `--bind` said when they were opened.
+    binds: Vec<crate::config::BindAddr>,
     target: usize,
     timeout: Option<Duration>,
     graceful: Duration,
@@ -123,6 +125,7 @@ impl Supervisor {
             hooks,
             fds: Vec::new(),
             listeners: Vec::new(),
+            binds: settings.server.binds.clone(),
             target: settings.process.processes.max(1) as usize,
             timeout: settings.pool.timeout,
             graceful: settings.server.graceful_timeout,
@@ -517,6 +520,12 @@ impl Supervisor {
         });
         match reloaded {
             Ok((settings, hooks)) => {
+                if settings.server.binds != self.binds {
+                    tracing::warn!(
+                        "The bind addresses changed in the configuration; the sockets stay as \
+                         they are until a restart"
+                    );
+                }
                 self.hooks = hooks;
                 self.timeout = settings.pool.timeout;
                 self.graceful = settings.server.graceful_timeout;
