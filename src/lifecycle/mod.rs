@@ -25,6 +25,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::unistd::Pid;
 use pyo3::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -176,17 +177,26 @@ fn resume(
     // Signals held back across the exec reach their handlers now.
     signals::hold(false);
     let bound = listen(py, &settings, Some(fds), None)?;
+    // Until a server started by USR2 is promoted, its pid file is `PIDFILE.2`.
+    let written = settings
+        .server
+        .pidfile
+        .clone()
+        .map(|path| match worker.old_master {
+            Some(_) => {
+                let mut two = path.into_os_string();
+                two.push(".2");
+                std::path::PathBuf::from(two)
+            }
+            None => path,
+        });
     let master = Master {
         launch: launch.clone(),
         hooks: hooks.clone(),
-        pidfile: settings
-            .server
-            .pidfile
-            .as_deref()
-            .map(pidfile::PidFile::adopt),
+        pidfile: written.as_deref().map(pidfile::PidFile::adopt),
         name: "Master",
-        old_master: None,
-        promoted_pidfile: None,
+        old_master: worker.old_master,
+        promoted_pidfile: settings.server.pidfile.clone(),
     };
     let processes = settings.process.processes as usize;
     let mut sup = Box::new(supervisor::Supervisor::new(&settings, launch, hooks));
@@ -243,6 +253,8 @@ fn runtime() -> Result<(tokio::runtime::Runtime, Signals), StartupError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferrocorn-io")
+        // Signals are for the main thread: a mask it sets then covers the whole process.
+        .on_thread_start(|| signals::hold(true))
         .build()
         .map_err(|err| StartupError::Io {
             context: "Cannot start the I/O runtime",
@@ -360,7 +372,9 @@ impl App {
                 None,
             ),
         };
-        let pool = Pool::start(
+        // The pool's threads (and every thread they start) leave signals to the main thread.
+        signals::hold(true);
+        let started = Pool::start(
             PoolOptions {
                 size: settings.pool.size,
                 queue_limit: settings.pool.queue_limit,
@@ -370,8 +384,9 @@ impl App {
                 recycle,
             },
             Arc::new(handler),
-        )
-        .map_err(|err| StartupError::Io {
+        );
+        signals::hold(false);
+        let pool = started.map_err(|err| StartupError::Io {
             context: "Cannot start the worker threads",
             err,
         })?;
@@ -552,6 +567,7 @@ fn single(
         runtime.block_on(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut old_master = master.old_master;
+            let mut new_master = None;
             loop {
                 tokio::select! {
                     sig = signals.next() => match sig {
@@ -576,7 +592,7 @@ fn single(
                             }
                         }
                         Sig::Usr1 => logging::reopen_files(),
-                        Sig::Usr2 => handle_usr2(master, &fds),
+                        Sig::Usr2 => handle_usr2(master, &fds, old_master, &mut new_master),
                         Sig::Ttin => app.resize(true),
                         Sig::Ttou => app.resize(false),
                         Sig::Winch => tracing::debug!("SIGWINCH ignored. Not daemonized"),
@@ -597,8 +613,14 @@ fn single(
             let _ = py.detach(|| app.stop_pool(true));
             // Then this process sheds the app it imported: a fresh image of it supervises
             // the new generation, under the same pid.
+            // Held first, so no signal slips in between taking the pending ones and the exec.
+            signals::hold(true);
             let pending = signals.take_pending();
-            let err = sup.become_fresh(&pending);
+            let unpromoted = master
+                .old_master
+                .filter(|old| nix::unistd::getppid().as_raw() == *old);
+            let err = sup.become_fresh(unpromoted, &pending);
+            signals::hold(false);
             tracing::error!("Cannot restart as a supervisor ({err}); supervising from here");
             Ok(py.detach(|| runtime.block_on(sup.run(signals))))
         }
@@ -648,9 +670,19 @@ async fn handle_hup(
 
 /// SIGUSR2: a new server (a fresh process of the same command) starts on the same sockets and
 /// serves beside this one; the operator then stops this one (TERM), as with gunicorn.
-fn handle_usr2(master: &Master, fds: &[RawFd]) {
-    if master.old_master.is_some() {
+fn handle_usr2(
+    master: &Master,
+    fds: &[RawFd],
+    old_master: Option<i32>,
+    new_master: &mut Option<u32>,
+) {
+    if old_master.is_some() {
         tracing::warn!("USR2 signal ignored. Parent exists.");
+        return;
+    }
+    if new_master.is_some_and(|pid| nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok())
+    {
+        tracing::warn!("USR2 signal ignored. Child exists.");
         return;
     }
     if let Some(h) = master.hooks.as_ref().filter(|h| h.has("pre_exec")) {
@@ -660,10 +692,13 @@ fn handle_usr2(master: &Master, fds: &[RawFd]) {
         });
     }
     match master.launch.server(fds) {
-        Ok(child) => tracing::info!(
-            "Started a new server (pid: {}) on the same sockets",
-            child.id().unwrap_or(0)
-        ),
+        Ok(child) => {
+            *new_master = child.id();
+            tracing::info!(
+                "Started a new server (pid: {}) on the same sockets",
+                child.id().unwrap_or(0)
+            );
+        }
         Err(err) => tracing::error!("Cannot start a new server: {err}"),
     }
 }
@@ -769,7 +804,10 @@ fn work(
                         let _ = to_parent.write_all(&[Report::Recycle.byte()]).await;
                     }
                     _ = beat.tick() => {
-                        let _ = to_parent.write_all(&[Report::Beat.byte()]).await;
+                        // Until it is replaced, a spent worker asks again with every beat: a
+                        // request that reached a supervisor as it re-executed itself is lost.
+                        let report = if asked { Report::Recycle } else { Report::Beat };
+                        let _ = to_parent.write_all(&[report.byte()]).await;
                     }
                 }
             }

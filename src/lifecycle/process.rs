@@ -107,6 +107,11 @@ impl Owner {
                 tracing::debug!("cannot import {module} before switching user: {err}");
             }
         }
+        // Log files opened as root stay writable by the user (workers and reopened files
+        // open them again), as gunicorn does.
+        for path in crate::logging::files() {
+            self.chown(&path);
+        }
         let failed = |what: &'static str| {
             move |err: nix::Error| StartupError::Io {
                 context: what,

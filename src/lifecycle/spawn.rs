@@ -18,7 +18,7 @@ const LINK_ENV: &str = "FERROCORN_LINK";
 /// Set for a server started by USR2: the pid of the server that started it.
 const MASTER_ENV: &str = "FERROCORN_MASTER_PID";
 /// For a supervisor that replaced its own image (after a reload): the worker it already has,
-/// as `PID:LINK_FD:AGE`.
+/// as `PID:LINK_FD:AGE:OLD_MASTER` (0 when no server started this one with USR2).
 const ADOPT_ENV: &str = "FERROCORN_ADOPT";
 /// A worker's rank among the workers its supervisor started (`worker.age` in hooks).
 const AGE_ENV: &str = "FERROCORN_WORKER_AGE";
@@ -82,6 +82,8 @@ pub(super) struct Adopted {
     pub pid: u32,
     pub link: OwnedFd,
     pub age: u64,
+    /// The server that started this one with USR2, if it still runs.
+    pub old_master: Option<i32>,
 }
 
 impl Launch {
@@ -141,10 +143,12 @@ impl Launch {
         &self,
         fds: &[RawFd],
         worker: (u32, RawFd, u64),
+        old_master: Option<i32>,
         pending: &[super::signals::Sig],
     ) -> std::io::Error {
         use std::os::unix::process::CommandExt;
         let (pid, link, age) = worker;
+        let old = old_master.unwrap_or(0);
         for fd in fds.iter().chain([&link]) {
             // SAFETY: fcntl on descriptors this process owns and keeps open until the exec.
             if unsafe { nix::libc::fcntl(*fd, nix::libc::F_SETFD, 0) } == -1 {
@@ -152,9 +156,9 @@ impl Launch {
             }
         }
         let mut cmd = self.command(fds);
-        cmd.env(ADOPT_ENV, format!("{pid}:{link}:{age}"));
-        super::signals::hold(true);
-        // Held back, they stay pending across the exec for the new image to handle.
+        cmd.env(ADOPT_ENV, format!("{pid}:{link}:{age}:{old}"));
+        // Held back (the caller holds them already), they stay pending across the exec for
+        // the new image to handle.
         for sig in pending {
             let _ = nix::sys::signal::raise(sig.number());
         }
@@ -229,6 +233,11 @@ impl Inherited {
         let adopt = pop(ADOPT_ENV)?.and_then(|v| {
             let mut parts = v.split(':').map(|p| p.trim().parse::<u64>().ok());
             let (pid, fd, age) = (parts.next()??, parts.next()??, parts.next()??);
+            let old_master = parts
+                .next()
+                .flatten()
+                .and_then(|o| i32::try_from(o).ok())
+                .filter(|o| *o > 0);
             // SAFETY: the image this process had before its exec left its end of the worker's
             // link open at this descriptor and named it here.
             let link = unsafe { OwnedFd::from_raw_fd(RawFd::try_from(fd).ok()?) };
@@ -236,9 +245,22 @@ impl Inherited {
                 pid: u32::try_from(pid).ok()?,
                 link,
                 age,
+                old_master,
             })
         });
         let fds = fds.or(super::systemd::listen_fds(py)?);
+        // Ours alone now: what the app starts must not hold the sockets or the link.
+        for fd in fds
+            .iter()
+            .flatten()
+            .copied()
+            .chain(link.as_ref().map(|l| l.as_raw_fd()))
+        {
+            close_on_exec(fd);
+        }
+        if let Some(a) = &adopt {
+            close_on_exec(a.link.as_raw_fd());
+        }
         Ok(Inherited {
             fds,
             link,
@@ -246,6 +268,14 @@ impl Inherited {
             age,
             adopt,
         })
+    }
+}
+
+#[allow(unsafe_code)]
+fn close_on_exec(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor number; a closed one fails with EBADF, which is ignored.
+    unsafe {
+        nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
     }
 }
 

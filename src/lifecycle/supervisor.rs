@@ -57,6 +57,10 @@ pub(super) struct Supervisor {
     /// Failed starts in a row, and when the next start may happen.
     failures: u32,
     next_start: Instant,
+    /// Whether systemd was told the server is ready.
+    announced: bool,
+    /// A server this one started with USR2, while it runs.
+    new_master: Option<u32>,
     /// The server that started this one with USR2, until it is gone; and the pid file.
     old_master: Option<i32>,
     pidfile: Option<std::path::PathBuf>,
@@ -136,6 +140,8 @@ impl Supervisor {
             started: 0,
             failures: 0,
             next_start: Instant::now(),
+            announced: false,
+            new_master: None,
             old_master: None,
             pidfile: settings.server.pidfile.clone(),
         }
@@ -158,34 +164,53 @@ impl Supervisor {
         self.listeners = listeners;
     }
 
-    /// Starts one worker and waits until it is ready (`true`) or has failed. A stop signal
-    /// meanwhile stops it and is raised again for the caller's loop.
+    /// Starts one worker and waits until it is ready (`true`) or has failed; `--timeout`
+    /// bounds its start. A stop signal meanwhile kills it (it has served nothing); that and
+    /// any other signal are raised again for the caller's loop once this returns.
     pub(super) async fn start_first(&mut self, signals: &mut Signals) -> bool {
         self.start();
-        loop {
+        if self.workers.is_empty() {
+            tracing::error!(
+                "Reload failed: the new generation could not be started; the previous code \
+                 keeps serving"
+            );
+            return false;
+        }
+        let mut tick = tokio::time::interval(TICK);
+        let mut deferred: Vec<Sig> = Vec::new();
+        let ready = loop {
             tokio::select! {
                 Some(ev) = self.events.recv() => match ev {
                     Event::Report(pid, Report::Ready) => {
                         self.heard(pid, true);
-                        return true;
+                        break true;
                     }
                     Event::Report(pid, _) => self.heard(pid, false),
                     Event::Exited(pid, status) => {
                         self.reaped(pid, status);
                         tracing::error!(
-                            "Reload failed: the new generation did not start; the previous code \
-                             keeps serving"
+                            "Reload failed: the new generation did not start; the previous \
+                             code keeps serving"
                         );
-                        return false;
+                        break false;
                     }
                 },
-                sig = signals.next() => if matches!(sig, Sig::Term | Sig::Int | Sig::Quit) {
-                    self.signal_all(Signal::SIGQUIT);
-                    let _ = nix::sys::signal::raise(sig.number());
-                    return false;
-                },
+                sig = signals.next() => {
+                    if !deferred.contains(&sig) {
+                        deferred.push(sig);
+                    }
+                    if matches!(sig, Sig::Term | Sig::Int | Sig::Quit) {
+                        self.signal_all(Signal::SIGKILL);
+                        break false;
+                    }
+                }
+                _ = tick.tick() => self.check_timeouts(),
             }
+        };
+        for sig in deferred {
+            let _ = nix::sys::signal::raise(sig.number());
         }
+        ready
     }
 
     /// Supervises until a stop signal, or until the app cannot be imported at all.
@@ -200,7 +225,11 @@ impl Supervisor {
                     Sig::Hup => self.handle_hup(),
                     Sig::Usr1 => {
                         logging::reopen_files();
-                        self.signal_all(Signal::SIGUSR1);
+                        // One still starting has no handler yet (USR1 would kill it) and opens
+                        // its log files afresh anyway.
+                        for w in self.workers.iter().filter(|w| w.ready) {
+                            let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGUSR1);
+                        }
                     }
                     Sig::Usr2 => self.handle_usr2(),
                     Sig::Ttin => self.resize(self.target + 1),
@@ -238,7 +267,12 @@ impl Supervisor {
                 return;
             }
         };
-        let pid = child.id().unwrap_or(0);
+        let Some(pid) = child.id() else {
+            // Only a child already reaped has no id; it is gone.
+            tracing::error!("A worker process exited as it started");
+            self.failed_start();
+            return;
+        };
         tracing::info!("Booting worker with pid: {pid}");
         let tx = self.sender.clone();
         tokio::spawn(async move {
@@ -268,7 +302,13 @@ impl Supervisor {
     /// runtime). It is this process's child, but no `Child` handle crossed the exec: its exit
     /// is read with `waitpid` when SIGCHLD comes.
     pub(super) fn adopt(&mut self, worker: Adopted) -> std::io::Result<()> {
-        let Adopted { pid, link, age } = worker;
+        let Adopted {
+            pid,
+            link,
+            age,
+            old_master,
+        } = worker;
+        self.old_master = old_master;
         let std_link = std::os::unix::net::UnixStream::from(link);
         std_link.set_nonblocking(true)?;
         let link = tokio::net::UnixStream::from_std(std_link)?;
@@ -288,6 +328,7 @@ impl Supervisor {
             }
         });
         self.listen_to(pid, link);
+        self.announced = true;
         self.started = self.started.max(age);
         let mut w = Worker::new(pid, age, self.generation, fd);
         w.ready = true;
@@ -297,12 +338,16 @@ impl Supervisor {
 
     /// With its one worker ready, replaces this process's image with a fresh supervisor of it
     /// (same pid, without the app the old image imported). Returns only if that failed.
-    pub(super) fn become_fresh(&self, pending: &[super::signals::Sig]) -> std::io::Error {
+    pub(super) fn become_fresh(
+        &self,
+        old_master: Option<i32>,
+        pending: &[super::signals::Sig],
+    ) -> std::io::Error {
         let [w] = self.workers.as_slice() else {
             return std::io::Error::other("more than one worker");
         };
         self.launch
-            .become_supervisor(&self.fds, (w.pid, w.link, w.age), pending)
+            .become_supervisor(&self.fds, (w.pid, w.link, w.age), old_master, pending)
     }
 
     fn failed_start(&mut self) {
@@ -317,6 +362,11 @@ impl Supervisor {
             if ready && !w.ready {
                 w.ready = true;
                 self.failures = 0;
+                if !self.announced {
+                    // The server serves once its first worker does.
+                    self.announced = true;
+                    systemd::notify("READY=1");
+                }
             }
         }
     }
@@ -327,6 +377,7 @@ impl Supervisor {
             Event::Report(pid, Report::Ready) => self.heard(pid, true),
             Event::Report(pid, Report::Beat) => self.heard(pid, false),
             Event::Report(pid, Report::Recycle) => {
+                self.heard(pid, false);
                 if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
                     w.retiring = true;
                 }
@@ -346,9 +397,10 @@ impl Supervisor {
                         "Reload failed: the app did not load in worker {pid}; the previous code \
                          keeps serving"
                     );
+                    // The workers still serving become the current generation again; one that
+                    // asked to be recycled still is.
                     for o in &mut self.workers {
                         o.generation = self.generation;
-                        o.retiring = false;
                     }
                     self.failed_start();
                 } else if !w.ready || w.born.elapsed() < QUICK_DEATH {
@@ -426,7 +478,8 @@ impl Supervisor {
                 w.stopping.is_none() && (w.generation != generation || w.retiring)
             })
             .collect();
-        retire.sort_by_key(|&i| self.workers[i].age);
+        // One still starting serves nobody: it goes first.
+        retire.sort_by_key(|&i| (self.workers[i].ready, self.workers[i].age));
         for i in retire {
             if serving <= self.target || cur_ready == 0 {
                 break;
@@ -491,7 +544,18 @@ impl Supervisor {
     }
 
     /// SIGUSR2: a new server on the same sockets, beside this one.
-    fn handle_usr2(&self) {
+    fn handle_usr2(&mut self) {
+        if self.old_master.is_some() {
+            tracing::warn!("USR2 signal ignored. Parent exists.");
+            return;
+        }
+        if self
+            .new_master
+            .is_some_and(|pid| kill(Pid::from_raw(pid as i32), None).is_ok())
+        {
+            tracing::warn!("USR2 signal ignored. Child exists.");
+            return;
+        }
         if let Some(h) = self.hooks.as_ref().filter(|h| h.has("pre_exec")) {
             Python::attach(|py| {
                 let server = h.server(py, self.target);
@@ -499,10 +563,13 @@ impl Supervisor {
             });
         }
         match self.launch.server(&self.fds) {
-            Ok(child) => tracing::info!(
-                "Started a new server (pid: {}) on the same sockets",
-                child.id().unwrap_or(0)
-            ),
+            Ok(child) => {
+                self.new_master = child.id();
+                tracing::info!(
+                    "Started a new server (pid: {}) on the same sockets",
+                    child.id().unwrap_or(0)
+                );
+            }
             Err(err) => tracing::error!("Cannot start a new server: {err}"),
         }
     }

@@ -73,6 +73,14 @@ static OPENED: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<File>)>> =
 /// The error log file stdout and stderr point at (`--capture-output`).
 static CAPTURED: std::sync::Mutex<Option<Arc<File>>> = std::sync::Mutex::new(None);
 
+/// The log files this process opened (to hand them to `--user`).
+pub fn files() -> Vec<std::path::PathBuf> {
+    OPENED
+        .lock()
+        .map(|o| o.iter().map(|(p, _)| p.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// SIGUSR1: reopens every log file at its path (after logrotate moved it away). The new file
 /// takes the old one's descriptor, so every writer moves to it at once, without a lock.
 pub fn reopen_files() {
@@ -99,9 +107,11 @@ pub fn reopen_files() {
 #[allow(unsafe_code)]
 fn take_over(fresh: &File, old: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: both descriptors are open and owned by live `File`s; dup2 atomically replaces what
-    // `old`'s number refers to, and `old` stays the owner of that number.
-    if unsafe { nix::libc::dup2(fresh.as_raw_fd(), old.as_raw_fd()) } == -1 {
+    // SAFETY: both descriptors are open and owned by live `File`s; dup3 atomically replaces what
+    // `old`'s number refers to (keeping it close-on-exec, which dup2 would clear), and `old`
+    // stays the owner of that number.
+    let fd = unsafe { nix::libc::dup3(fresh.as_raw_fd(), old.as_raw_fd(), nix::libc::O_CLOEXEC) };
+    if fd == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

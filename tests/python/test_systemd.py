@@ -15,7 +15,7 @@ import tempfile
 import helpers
 import pytest
 import requests
-from helpers import differs_on_gunicorn, free_port
+from helpers import differs_on_gunicorn, free_port, processes_args
 
 
 @pytest.fixture
@@ -126,21 +126,27 @@ def queued(sock):
             return messages
 
 
-def test_sd_notify_ready_once_listening(server_factory, notify_socket):
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
+def test_sd_notify_ready_once_listening(server_factory, notify_socket, processes):
     # READY=1 must not come before the server takes connections: a request made as soon as it
-    # arrives (to a port chosen here, not read from the log) is answered.
+    # arrives (to a port chosen here, not read from the log) is answered. With worker
+    # processes, only the main process speaks to systemd, once a worker serves.
     sock, address = notify_socket
     port = free_port()
     server = server_factory(
         "lifecycle.procinfo",
+        [*processes_args(processes)] if processes > 1 else [],
         binds=[f"127.0.0.1:{port}"],
         env={"NOTIFY_SOCKET": address},
         wait=False,
     )
-    receive_until(sock, "READY=1")
+    messages = receive_until(sock, "READY=1")
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
     server.wait_listening()
     assert server.stop().code == 0
+    messages += queued(sock)
+    ready = [m for m in messages if "READY=1" in m.splitlines()]
+    assert len(ready) == 1, messages
 
 
 @differs_on_gunicorn("gunicorn sends READY=1 only, nothing when it stops")
