@@ -223,7 +223,12 @@ impl Master {
             let server = h.server(py, processes);
             h.call(py, "on_exit", &[server]);
         }
-        tracing::info!("Shutting down: {}", self.name);
+        // A server started by USR2 whose parent is gone was promoted to `Master`.
+        let promoted = self
+            .old_master
+            .is_some_and(|old| nix::unistd::getppid().as_raw() != old);
+        let name = if promoted { "Master" } else { self.name };
+        tracing::info!("Shutting down: {name}");
         if let Some(p) = self.pidfile {
             p.remove();
         }

@@ -66,6 +66,9 @@ fn append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Whether logging goes through Python's `logging` (its handlers then reopen their files).
+static PYTHON_LOGGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Every log file opened, so SIGUSR1 can reopen them.
 static OPENED: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<File>)>> =
     std::sync::Mutex::new(Vec::new());
@@ -84,6 +87,13 @@ pub fn files() -> Vec<std::path::PathBuf> {
 /// SIGUSR1: reopens every log file at its path (after logrotate moved it away). The new file
 /// takes the old one's descriptor, so every writer moves to it at once, without a lock.
 pub fn reopen_files() {
+    if PYTHON_LOGGING.load(std::sync::atomic::Ordering::Relaxed) {
+        pyo3::Python::attach(|py| {
+            if let Err(err) = python::reopen_files(py) {
+                tracing::error!("Cannot reopen the Python logging files: {err}");
+            }
+        });
+    }
     let Ok(opened) = OPENED.lock() else { return };
     for (path, file) in opened.iter() {
         let fresh = match append(path) {
@@ -196,6 +206,7 @@ pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Res
     };
     if let Some(logger) = python {
         use tracing_subscriber::layer::SubscriberExt;
+        PYTHON_LOGGING.store(true, std::sync::atomic::Ordering::Relaxed);
         let subscriber =
             tracing_subscriber::registry().with(python::ToPython { logger, max: level });
         let _ = tracing::subscriber::set_global_default(subscriber);

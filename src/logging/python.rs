@@ -85,6 +85,24 @@ pub fn configure(py: Python<'_>, how: &PythonLogging) -> PyResult<()> {
     }
 }
 
+/// SIGUSR1 with a Python logging configuration: every `logging.FileHandler` of the
+/// `gunicorn.*` loggers and the root logger reopens its file, as gunicorn's `reopen_files` does.
+pub fn reopen_files(py: Python<'_>) -> PyResult<()> {
+    const REOPEN: &std::ffi::CStr = c"
+import logging
+for name in (None, 'gunicorn.error', 'gunicorn.access'):
+    for handler in logging.getLogger(name).handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            handler.acquire()
+            try:
+                handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+";
+    py.run(REOPEN, None, None)
+}
+
 /// A `tracing` layer that hands each event's message to a Python logger.
 pub struct ToPython {
     pub logger: PyLogger,

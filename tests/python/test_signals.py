@@ -16,6 +16,7 @@ listener), so there are at most as many of them as clients.
 """
 
 import concurrent.futures
+import json
 import os
 import re
 import signal
@@ -316,6 +317,53 @@ def test_sigusr1_reopens_the_access_log(server_factory, tmp_path):
     poll_until(reopened, what="an access line in a new access.log")
     assert "/before-rename" in (tmp_path / "access.log.1").read_text()
     assert "/before-rename" not in log.read_text()
+    assert server.stop().code == 0
+
+
+def test_sigusr1_reopens_a_python_logging_file_handler(server_factory, tmp_path):
+    log = tmp_path / "access.log"
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(message)s"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "plain",
+            },
+            "access_file": {
+                "class": "logging.FileHandler",
+                "filename": str(log),
+                "formatter": "plain",
+            },
+        },
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {
+                "handlers": ["access_file"],
+                "level": "INFO",
+                "propagate": False,
+            },
+        },
+    }
+    config_file = tmp_path / "logging.json"
+    config_file.write_text(json.dumps(config))
+    server = server_factory("lifecycle.procinfo", ["--log-config-json", config_file])
+    assert requests.get(server.url + "/before-rename", timeout=10).status_code == 200
+    poll_until(lambda: "/before-rename" in log.read_text(), what="the first access line")
+    os.rename(log, tmp_path / "access.log.1")
+    mark = server.log_mark()
+    server.send_signal(signal.SIGUSR1)
+    server.wait_for_log(r"Handling signal: usr1", since=mark)
+
+    def reopened():
+        assert requests.get(server.url + "/after-reopen", timeout=10).status_code == 200
+        return log.exists() and "/after-reopen" in log.read_text()
+
+    poll_until(reopened, what="an access line in a new access.log")
+    assert "/after-reopen" not in (tmp_path / "access.log.1").read_text()
     assert server.stop().code == 0
 
 
