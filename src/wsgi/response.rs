@@ -155,8 +155,16 @@ fn run_app(
             sr.fail(py, Failure::App);
         }
     }
-    // PEP 3333: close() is called once the response is done, however it ended.
-    if let Ok(close) = result.getattr(intern!(py, "close")) {
+    // PEP 3333: close() is called once the response is done, however it ended. A plain list or
+    // tuple (most responses) has none: asking would raise and discard an AttributeError on
+    // every request.
+    let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+    let close = if plain {
+        None
+    } else {
+        result.getattr(intern!(py, "close")).ok()
+    };
+    if let Some(close) = close {
         if let Err(err) = close.call0() {
             tracing::error!(
                 "Error closing the response of {}: {}",
