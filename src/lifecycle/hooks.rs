@@ -198,17 +198,25 @@ impl Hooks {
     }
 }
 
-/// `pre_request` and `post_request` around each request, with this process as the worker.
+/// `pre_request` and `post_request` around each request, with this process as the worker:
+/// one `worker` object, built once, as gunicorn hands its hooks the same worker every time.
 pub struct RequestHooks {
-    pub hooks: Arc<Hooks>,
-    pub age: u64,
+    hooks: Arc<Hooks>,
+    worker: Py<PyAny>,
+}
+
+impl RequestHooks {
+    pub fn new(py: Python<'_>, hooks: Arc<Hooks>, age: u64) -> RequestHooks {
+        let worker = hooks.worker(py, std::process::id(), age).unbind();
+        RequestHooks { hooks, worker }
+    }
 }
 
 impl Around for RequestHooks {
     fn before(&self, py: Python<'_>, req: &RequestView<'_>) -> Option<Py<PyAny>> {
         let req = request(py, req).ok()?;
         if self.hooks.has("pre_request") {
-            let worker = self.hooks.worker(py, std::process::id(), self.age);
+            let worker = self.worker.bind(py).clone();
             self.hooks.call(py, "pre_request", &[worker, req.clone()]);
         }
         Some(req.unbind())
@@ -242,7 +250,7 @@ impl Around for RequestHooks {
             return;
         };
         let environ = environ.map_or_else(|| py.None().into_bound(py), |e| e.clone().into_any());
-        let worker = self.hooks.worker(py, std::process::id(), self.age);
+        let worker = self.worker.bind(py).clone();
         self.hooks.call(
             py,
             "post_request",

@@ -96,13 +96,10 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         tracing::warn!("{note}");
     }
     let pidfile = match &settings.server.pidfile {
-        // A server started by USR2 writes `PIDFILE.2` until the old one is gone (gunicorn).
-        Some(path) if inherited.old_master.is_some() => {
-            let mut two = path.clone().into_os_string();
-            two.push(".2");
-            Some(pidfile::PidFile::create(std::path::Path::new(&two))?)
-        }
-        Some(path) => Some(pidfile::PidFile::create(path)?),
+        Some(path) => Some(pidfile::PidFile::create(&pidfile::name(
+            path,
+            inherited.old_master,
+        ))?),
         None => None,
     };
     let hooks = Hooks::new(py, &settings).map_err(python)?;
@@ -177,19 +174,11 @@ fn resume(
     // Signals held back across the exec reach their handlers now.
     signals::hold(false);
     let bound = listen(py, &settings, Some(fds), None)?;
-    // Until a server started by USR2 is promoted, its pid file is `PIDFILE.2`.
     let written = settings
         .server
         .pidfile
-        .clone()
-        .map(|path| match worker.old_master {
-            Some(_) => {
-                let mut two = path.into_os_string();
-                two.push(".2");
-                std::path::PathBuf::from(two)
-            }
-            None => path,
-        });
+        .as_deref()
+        .map(|path| pidfile::name(path, worker.old_master));
     let master = Master {
         launch: launch.clone(),
         hooks: hooks.clone(),
@@ -347,10 +336,7 @@ impl App {
         .map_err(|e| StartupError::Python(e.to_string()))?;
         if let Some(h) = &hooks {
             if h.has("pre_request") || h.has("post_request") {
-                statics = statics.with_around(Arc::new(RequestHooks {
-                    hooks: h.clone(),
-                    age,
-                }));
+                statics = statics.with_around(Arc::new(RequestHooks::new(py, h.clone(), age)));
             }
         }
         let mut handler = WsgiWorker::new(app, statics, access);
@@ -718,8 +704,7 @@ pub(super) fn promote(old_master: &mut Option<i32>, pidfile: Option<&std::path::
     *old_master = None;
     tracing::info!("Master has been promoted.");
     if let Some(path) = pidfile {
-        let mut two = path.to_path_buf().into_os_string();
-        two.push(".2");
+        let two = pidfile::name(path, Some(old));
         if let Err(err) = std::fs::rename(&two, path) {
             tracing::error!("Cannot rename the pid file {two:?}: {err}");
         }

@@ -23,6 +23,19 @@ pub enum PidFileError {
     Io { path: PathBuf, err: std::io::Error },
 }
 
+/// The name the pid file has: `PIDFILE.2` for a server started by USR2 (`old_master`) until
+/// the old server is gone, as in gunicorn.
+pub(super) fn name(path: &Path, old_master: Option<i32>) -> PathBuf {
+    match old_master {
+        Some(_) => {
+            let mut two = path.as_os_str().to_os_string();
+            two.push(".2");
+            PathBuf::from(two)
+        }
+        None => path.to_path_buf(),
+    }
+}
+
 impl PidFile {
     pub(super) fn create(path: &Path) -> Result<PidFile, PidFileError> {
         let pid = std::process::id();

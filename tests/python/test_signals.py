@@ -300,12 +300,13 @@ def test_sighup_rereads_the_config_file(server_factory, tmp_path):
 # -- SIGUSR1 ------------------------------------------------------------------------------
 
 
-def test_sigusr1_reopens_the_access_log(server_factory, tmp_path):
-    log = tmp_path / "access.log"
-    server = server_factory("lifecycle.procinfo", ["--access-logfile", log])
+def rotate_and_reopen(server, log):
+    """Moves the access log away as logrotate does, sends USR1, and waits until new lines go
+    to a new file at the same path; returns the moved file."""
+    rotated = log.with_name(log.name + ".1")
     assert requests.get(server.url + "/before-rename", timeout=10).status_code == 200
     poll_until(lambda: "/before-rename" in log.read_text(), what="the first access line")
-    os.rename(log, tmp_path / "access.log.1")
+    os.rename(log, rotated)
     mark = server.log_mark()
     server.send_signal(signal.SIGUSR1)
     server.wait_for_log(r"Handling signal: usr1", since=mark)
@@ -315,7 +316,14 @@ def test_sigusr1_reopens_the_access_log(server_factory, tmp_path):
         return log.exists() and "/after-reopen" in log.read_text()
 
     poll_until(reopened, what="an access line in a new access.log")
-    assert "/before-rename" in (tmp_path / "access.log.1").read_text()
+    return rotated
+
+
+def test_sigusr1_reopens_the_access_log(server_factory, tmp_path):
+    log = tmp_path / "access.log"
+    server = server_factory("lifecycle.procinfo", ["--access-logfile", log])
+    rotated = rotate_and_reopen(server, log)
+    assert "/before-rename" in rotated.read_text()
     assert "/before-rename" not in log.read_text()
     assert server.stop().code == 0
 
@@ -351,19 +359,8 @@ def test_sigusr1_reopens_a_python_logging_file_handler(server_factory, tmp_path)
     config_file = tmp_path / "logging.json"
     config_file.write_text(json.dumps(config))
     server = server_factory("lifecycle.procinfo", ["--log-config-json", config_file])
-    assert requests.get(server.url + "/before-rename", timeout=10).status_code == 200
-    poll_until(lambda: "/before-rename" in log.read_text(), what="the first access line")
-    os.rename(log, tmp_path / "access.log.1")
-    mark = server.log_mark()
-    server.send_signal(signal.SIGUSR1)
-    server.wait_for_log(r"Handling signal: usr1", since=mark)
-
-    def reopened():
-        assert requests.get(server.url + "/after-reopen", timeout=10).status_code == 200
-        return log.exists() and "/after-reopen" in log.read_text()
-
-    poll_until(reopened, what="an access line in a new access.log")
-    assert "/after-reopen" not in (tmp_path / "access.log.1").read_text()
+    rotated = rotate_and_reopen(server, log)
+    assert "/after-reopen" not in rotated.read_text()
     assert server.stop().code == 0
 
 

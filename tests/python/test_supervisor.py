@@ -19,6 +19,7 @@ from helpers import (
     Load,
     PatientLogFifo,
     booted_pids,
+    descendants,
     differs_on_gunicorn,
     is_running,
     poll_until,
@@ -103,6 +104,21 @@ def test_a_worker_process_that_stops_responding_is_killed_and_replaced(server_fa
     # The other worker served all along; the new one serves too.
     outcomes = [requests.get(server.url, timeout=10).json()["pid"] for _ in range(40)]
     assert set(outcomes) <= {pids[1], new}
+    assert server.stop().code == 0
+
+
+def test_ttin_and_ttou_add_and_remove_a_worker_process(server_factory):
+    server = server_factory("lifecycle.procinfo", [*processes_args(2)])
+    booted_pids(server, 2)
+    mark = server.log_mark()
+    server.send_signal(signal.SIGTTIN)
+    booted_pids(server, 1, since=mark)
+    poll_until(lambda: len(descendants(server.pid)) == 3, what="three worker processes")
+    mark = server.log_mark()
+    server.send_signal(signal.SIGTTOU)
+    server.wait_for_log(r"Handling signal: ttou", since=mark)
+    poll_until(lambda: len(descendants(server.pid)) == 2, what="two worker processes")
+    assert requests.get(server.url, timeout=10).status_code == 200
     assert server.stop().code == 0
 
 
