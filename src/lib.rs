@@ -17,6 +17,7 @@
 //! - `error`: startup failures and exit statuses.
 
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod http;
 pub mod lifecycle;

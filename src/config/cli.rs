@@ -158,7 +158,17 @@ pub struct Cli {
     pub limit_request_body: u64,
 
     // ---- Debugging ----
-    /// Restart the app when its code changes. Default is off.
+    /// Local development in one flag: `--reload`, `--log-level debug`, a compact access log on
+    /// stderr (colored on a terminal unless `NO_COLOR` is set), a startup banner with the URL,
+    /// and Django's static files served as `runserver` serves them. Settings given explicitly
+    /// win over the preset. Default is off.
+    #[arg(long, help_heading = DEBUGGING)]
+    pub dev: bool,
+
+    /// Restart the app in a fresh process when a file of an imported module under the project
+    /// (the working directory and `--pythonpath`) changes; the listening sockets stay open. An
+    /// app that fails to import answers every request with its traceback (500) until the next
+    /// change fixes it. Default is off.
     #[arg(long, help_heading = DEBUGGING)]
     pub reload: bool,
 
@@ -167,7 +177,7 @@ pub struct Cli {
           value_parser = ["auto", "poll", "inotify"], help_heading = DEBUGGING)]
     pub reload_engine: String,
 
-    /// An extra file or glob to watch with `--reload`. Repeatable.
+    /// An extra file or glob (`templates/**/*.html`) to watch with `--reload`. Repeatable.
     #[arg(long = "reload-extra-file", value_name = "FILES", help_heading = DEBUGGING)]
     pub reload_extra_files: Vec<String>,
 
@@ -482,9 +492,6 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("ssl_version", TLS),
         ("suppress_ragged_eofs", TLS),
         ("do_handshake_on_connect", TLS),
-        ("reload", NOT_YET),
-        ("reload_engine", NOT_YET),
-        ("reload_extra_files", NOT_YET),
         ("spew", NOT_YET),
         ("strip_header_spaces", NOT_YET),
         ("permit_unconventional_http_method", NOT_YET),
@@ -784,6 +791,8 @@ mod tests {
         assert_eq!(cli.reload_engine, "poll");
         assert_eq!(cli.reload_extra_files, ["a.txt"]);
         assert!(parse(&["--reload-engine", "kqueue"]).is_err());
+        assert!(parse(&["--dev"]).unwrap().dev);
+        assert!(!parse(&[]).unwrap().dev);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Settings {
     pub process: ProcessSettings,
     /// Serve, or only check the configuration and the app.
     pub mode: Mode,
+    /// `--dev` and `--reload`.
+    pub dev: DevSettings,
     /// Lines to log once at startup: settings that are set but not acted on.
     pub notes: Vec<String>,
 }
@@ -87,6 +89,36 @@ pub struct AppSettings {
     pub raw_env: Vec<(String, String)>,
     /// The mount point from `SCRIPT_NAME` (the environment, or `-e`); empty at the root.
     pub script_name: String,
+    /// No APP was given and the directory has Django's `manage.py`: the settings module it
+    /// names. The app is then the project's `WSGI_APPLICATION`, read once settings load.
+    pub django_settings: Option<String>,
+}
+
+/// Local development: the `--dev` preset and `--reload`.
+#[derive(Debug, Clone, Default)]
+pub struct DevSettings {
+    /// `--dev`: the startup banner and Django's static files (the other parts of the preset
+    /// are resolved into the settings they change).
+    pub preset: bool,
+    /// `None` without `--reload` (or `--dev`).
+    pub reload: Option<ReloadSettings>,
+}
+
+/// How `--reload` watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    pub engine: ReloadEngine,
+    /// `--reload-extra-file`: paths and globs, as given (relative to the working directory).
+    pub extra_files: Vec<String>,
+}
+
+/// `--reload-engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadEngine {
+    /// The OS's file-watch API, falling back to polling when it cannot watch.
+    Auto,
+    Poll,
+    Inotify,
 }
 
 /// Sockets and connection handling.
@@ -254,6 +286,8 @@ pub struct LogSettings {
     pub capture_output: bool,
     /// Route both logs through Python's `logging`, configured this way.
     pub python: Option<PythonLogging>,
+    /// `--dev` without an access log of the user's own: compact access lines on stderr.
+    pub compact_access: bool,
 }
 
 /// A Python `logging` configuration.
@@ -451,9 +485,10 @@ fn resolve(
         limit_request_fields,
         limit_request_field_size,
         limit_request_body,
-        reload: _,
-        reload_engine: _,
-        reload_extra_files: _,
+        dev,
+        reload,
+        reload_engine,
+        reload_extra_files,
         spew: _,
         check_config,
         print_config: _,
@@ -523,7 +558,33 @@ fn resolve(
         (None, true) => Mode::Check,
         (None, false) => Mode::Serve,
     };
-    let spec = wsgi_app.ok_or(ConfigError::NoApp)?;
+    let (spec, django_settings) = match wsgi_app {
+        Some(spec) => (spec, None),
+        None => {
+            let dir = chdir
+                .as_deref()
+                .map_or(env.cwd.clone(), |d| env.cwd.join(d));
+            let settings = django_settings_module(&dir).ok_or(ConfigError::NoApp)?;
+            (format!("WSGI_APPLICATION of {settings}"), Some(settings))
+        }
+    };
+    let given = |id: &str| explicit.contains(id);
+    let reload = (reload || dev).then_some(ReloadSettings {
+        engine: match reload_engine.as_str() {
+            "poll" => ReloadEngine::Poll,
+            "inotify" => ReloadEngine::Inotify,
+            _ => ReloadEngine::Auto,
+        },
+        extra_files: reload_extra_files,
+    });
+    let loglevel = if dev && !given("loglevel") {
+        LogLevel::Debug
+    } else {
+        loglevel
+    };
+    let compact_access = dev && !given("accesslog") && !given("access_log_format");
+    // A browser fetches a page's assets in parallel, and runserver is threaded.
+    let threads = if dev && !given("threads") { 4 } else { threads };
 
     let raw_env: Vec<(String, String)> = raw_env
         .iter()
@@ -561,6 +622,7 @@ fn resolve(
                 .collect(),
             raw_env,
             script_name,
+            django_settings,
         },
         server: ServerSettings {
             binds: bind,
@@ -627,12 +689,38 @@ fn resolve(
             errorlog,
             capture_output,
             python,
+            compact_access,
         },
         notes: notes(explicit),
         hooks,
         values: Vec::new(),
         mode,
+        dev: DevSettings {
+            preset: dev,
+            reload,
+        },
     })
+}
+
+/// The settings module a Django project's `manage.py` names
+/// (`os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")`), when `dir` has one.
+/// A `DJANGO_SETTINGS_MODULE` already in the environment wins later, as it does for manage.py.
+fn django_settings_module(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("manage.py")).ok()?;
+    text.match_indices("DJANGO_SETTINGS_MODULE")
+        .find_map(|(at, key)| {
+            // Past the key's closing quote, the separator (`, ` or `] = `), then a quoted value.
+        let rest = text[at + key.len()..]
+            .strip_prefix(['\'', '"'])?
+            .trim_start_matches(|c: char| c == ']' || c == ',' || c == '=' || c.is_whitespace());
+        let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+            let value = rest[1..].split(quote).next()?;
+            let valid = !value.is_empty()
+                && value.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
+            valid.then(|| value.to_string())
+        })
 }
 
 /// `sync` and `gthread` (under any of gunicorn's spellings) are what ferrocorn does.
@@ -711,6 +799,27 @@ mod tests {
             cwd: PathBuf::from("/nonexistent"),
             ..Env::default()
         }
+    }
+
+    #[test]
+    fn manage_py_names_the_settings_module() {
+        let dir = std::env::temp_dir().join(format!("ferrocorn-manage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let check = |text: &str| {
+            std::fs::write(dir.join("manage.py"), text).unwrap();
+            django_settings_module(&dir)
+        };
+        assert_eq!(
+            check("os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"mysite.settings\")"),
+            Some("mysite.settings".into())
+        );
+        assert_eq!(
+            check("# DJANGO_SETTINGS_MODULE\nos.environ['DJANGO_SETTINGS_MODULE'] = 'a.b_c.dev'"),
+            Some("a.b_c.dev".into())
+        );
+        assert_eq!(check("os.environ.setdefault('DJANGO_SETTINGS_MODULE', x)"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(django_settings_module(&dir), None);
     }
 
     #[test]

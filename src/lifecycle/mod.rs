@@ -132,10 +132,11 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         old_master: inherited.old_master,
         promoted_pidfile: settings.server.pidfile.clone(),
     };
-    let exit = if processes > 1 {
-        if settings.process.preload {
+    // `--reload` swaps processes, so it needs a supervisor even for one.
+    let exit = if processes > 1 || settings.dev.reload.is_some() {
+        if settings.process.preload && settings.dev.reload.is_none() {
             wsgi::app::prepare(py, &settings.app)?;
-            wsgi::app::load(py, &settings.app.spec)?;
+            wsgi::app::load_app(py, &settings.app)?;
         }
         let mut sup = Box::new(supervisor::Supervisor::new(
             &settings,
@@ -274,6 +275,8 @@ fn listen(
         backlog: settings.server.backlog,
         reuse_port: settings.server.reuse_port,
         umask: settings.server.umask,
+        // On a laptop a busy port is another server left running: say so at once.
+        retry: !settings.dev.preset,
     };
     let binds: Vec<BindAddr> = match fds {
         Some(fds) => fds.iter().map(|fd| BindAddr::Fd(*fd)).collect(),
@@ -299,6 +302,11 @@ struct App {
     hooks: Option<Arc<Hooks>>,
     /// The `worker.age` hooks see.
     age: u64,
+    /// The app's spec, as resolved (a Django project's `WSGI_APPLICATION`).
+    spec: String,
+    /// `--reload`: the import failed with this error (the traceback), and the error page
+    /// serves instead.
+    failure: Option<String>,
 }
 
 impl App {
@@ -324,7 +332,26 @@ impl App {
             h.call(py, "post_fork", &[server, worker]);
         }
         wsgi::app::prepare(py, &settings.app)?;
-        let app = wsgi::app::load(py, &settings.app.spec)?;
+        let loaded = wsgi::app::load_app(py, &settings.app).and_then(|(app, spec)| {
+            let app = match settings.dev.preset {
+                true => wsgi::django::for_dev(py, app)?,
+                false => app,
+            };
+            Ok((app, spec))
+        });
+        let (app, spec, failure) = match loaded {
+            Ok((app, spec)) => (app, spec, None),
+            // The socket stays open and the developer sees the traceback in the browser.
+            Err(err) if settings.dev.reload.is_some() => {
+                let text = err.to_string();
+                tracing::error!("{text}");
+                tracing::error!("The app failed to load; serving its traceback until a change");
+                let page = Py::new(py, crate::dev::ErrorPage::new(py, &text))
+                    .map_err(|e| StartupError::Python(e.to_string()))?;
+                (page.into_any(), settings.app.spec.clone(), Some(text))
+            }
+            Err(err) => return Err(err.into()),
+        };
         let mut statics = Statics::new(
             py,
             &settings.app.script_name,
@@ -421,6 +448,8 @@ impl App {
             graceful_timeout: settings.server.graceful_timeout,
             hooks,
             age,
+            spec,
+            failure,
         })
     }
 
@@ -515,7 +544,19 @@ async fn graceful_stop(
         Finish::Polite => Backlog::Leave,
         _ => Backlog::Serve,
     };
-    if how != Finish::Polite {
+    stop_serving(running, signals, timeout, backlog, how).await
+}
+
+/// Stops accepting (`backlog` says who serves what waits there), lets connections finish
+/// (`how`) within `timeout`, and gives up early on a second INT or QUIT.
+async fn stop_serving(
+    running: &mut Running,
+    signals: &mut Signals,
+    timeout: Duration,
+    backlog: Backlog,
+    how: Finish,
+) -> bool {
+    if how != Finish::Polite && backlog == Backlog::Serve {
         systemd::notify("STOPPING=1");
     }
     drop(running.stop_accepting(backlog).await);
@@ -719,6 +760,7 @@ fn work(
     link: std::os::fd::OwnedFd,
     age: u64,
 ) -> Result<Exit, StartupError> {
+    let born = std::time::SystemTime::now();
     let access = start_logs(py, &settings.log)?;
     process::set_title(
         py,
@@ -734,7 +776,25 @@ fn work(
         let _ = owner.switch(py);
     }
     let app = App::load(py, &settings, access, hooks, &runtime, Some(age))?;
+    let mut watch = crate::dev::watch(py, &settings, app.failure.as_deref(), born);
+    let urls: Vec<String> = bound.iter().map(Listener::url).collect();
     let mut running = app.serve(&runtime, bound)?;
+    if settings.dev.preset && age == 1 {
+        crate::dev::print_banner(
+            py,
+            &settings,
+            &app.spec,
+            &urls,
+            watch.as_ref(),
+            app.failure.is_some(),
+        );
+    }
+    // A worker retired for `--reload` leaves new connections to the fresh code at once;
+    // otherwise each keep-alive client gets one more answer.
+    let retire = match settings.dev.reload {
+        Some(_) => Finish::Prompt,
+        None => Finish::Polite,
+    };
     let link = std::os::unix::net::UnixStream::from(link);
     let ended = py.detach(|| {
         runtime.block_on(async {
@@ -773,7 +833,7 @@ fn work(
                             return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                         }
                         Sig::Hup => {
-                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Polite).await;
+                            return stop_serving(&mut running, &mut signals, timeout, Backlog::Leave, retire).await;
                         }
                         Sig::Int | Sig::Quit => {
                             app.worker_hook("worker_int");
@@ -787,6 +847,10 @@ fn work(
                     () = &mut parent_gone => {
                         tracing::info!("Parent changed, shutting down: {}", std::process::id());
                         return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
+                    }
+                    path = changed(&mut watch) => {
+                        tracing::info!("Worker reloading: {} modified", path.display());
+                        let _ = to_parent.write_all(&[Report::Changed.byte()]).await;
                     }
                     () = &mut spent, if !asked => {
                         asked = true;
@@ -806,6 +870,14 @@ fn work(
     app.worker_hook_exit();
     let clean = py.detach(|| app.stop_pool(ended));
     Ok(if clean { Exit::Code(0) } else { Exit::Busy })
+}
+
+/// The next file `--reload` saw change; never, without `--reload`.
+async fn changed(watch: &mut Option<crate::dev::Watch>) -> std::path::PathBuf {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sets up the error log and returns the access log, if any. With a Python logging
@@ -844,6 +916,12 @@ fn start_logs(py: Python<'_>, log: &LogSettings) -> Result<Option<AccessLog>, St
         path: log.errorlog.clone(),
         err,
     })?;
+    if log.compact_access && log.python.is_none() {
+        return Ok(Some(AccessLog::compact(
+            Sink::Stderr,
+            logging::stderr_colors(),
+        )));
+    }
     Ok(access_sink.map(|sink| AccessLog::new(&log.access_log_format, sink)))
 }
 
@@ -854,7 +932,7 @@ fn check(py: Python<'_>, settings: &Settings) -> Result<(), StartupError> {
         print!("{text}");
     }
     wsgi::app::prepare(py, &settings.app)
-        .and_then(|()| wsgi::app::load(py, &settings.app.spec))
+        .and_then(|()| wsgi::app::load_app(py, &settings.app))
         .map(drop)
         .map_err(StartupError::Check)
 }

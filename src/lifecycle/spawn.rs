@@ -32,6 +32,8 @@ pub(super) enum Report {
     Beat,
     /// `--max-requests` reached: start my replacement, then stop me.
     Recycle,
+    /// `--reload`: a watched file changed; replace every worker with fresh code.
+    Changed,
 }
 
 impl Report {
@@ -40,6 +42,7 @@ impl Report {
             Report::Ready => b'R',
             Report::Beat => b'B',
             Report::Recycle => b'M',
+            Report::Changed => b'C',
         }
     }
 
@@ -48,6 +51,7 @@ impl Report {
             b'R' => Some(Report::Ready),
             b'B' => Some(Report::Beat),
             b'M' => Some(Report::Recycle),
+            b'C' => Some(Report::Changed),
             _ => None,
         }
     }

@@ -3,7 +3,10 @@
 //! server with exit 4 when the app cannot be imported at all, kills a worker that stops
 //! reporting for `--timeout`, and replaces workers one by one on SIGHUP (a new generation; an
 //! old worker stops only once a new one is ready, so there is never nobody accepting) and on
-//! `--max-requests` (the worker asks). It runs no app code and no request ever passes through
+//! `--max-requests` (the worker asks). With `--reload` a worker reports a changed file and every
+//! worker is replaced at once: the old ones stop accepting before the new ones are ready (the
+//! kernel holds new connections meanwhile), so no request after a change meets old code. It
+//! runs no app code and no request ever passes through
 //! it; it only starts processes and reads their one-byte reports.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -59,6 +62,8 @@ pub(super) struct Supervisor {
     next_start: Instant,
     /// Whether systemd was told the server is ready.
     announced: bool,
+    /// `--reload`: old workers stop at once when a new generation starts.
+    stop_first: bool,
     /// A server this one started with USR2, while it runs.
     new_master: Option<u32>,
     /// The server that started this one with USR2, until it is gone; and the pid file.
@@ -141,6 +146,7 @@ impl Supervisor {
             failures: 0,
             next_start: Instant::now(),
             announced: false,
+            stop_first: settings.dev.reload.is_some(),
             new_master: None,
             old_master: None,
             pidfile: settings.server.pidfile.clone(),
@@ -382,6 +388,19 @@ impl Supervisor {
                     w.retiring = true;
                 }
             }
+            Event::Report(pid, Report::Changed) => {
+                self.heard(pid, false);
+                let current = self
+                    .workers
+                    .iter()
+                    .any(|w| w.pid == pid && w.generation == self.generation);
+                // Every worker of a generation sees the same change; the first report counts.
+                if current {
+                    self.generation += 1;
+                    self.failures = 0;
+                    self.next_start = Instant::now();
+                }
+            }
             Event::Exited(pid, status) => {
                 let w = self.reaped(pid, status)?;
                 if w.stopping.is_some() {
@@ -481,8 +500,9 @@ impl Supervisor {
         // One still starting serves nobody: it goes first.
         retire.sort_by_key(|&i| (self.workers[i].ready, self.workers[i].age));
         for i in retire {
-            if serving <= self.target || cur_ready == 0 {
-                break;
+            let eager = self.stop_first && self.workers[i].generation != generation;
+            if !eager && (serving <= self.target || cur_ready == 0) {
+                continue;
             }
             self.stop_worker(i, now);
             serving -= 1;

@@ -1,7 +1,8 @@
 //! The access log: gunicorn's `access_log_format` (`%(h)s %(l)s %(u)s %(t)s "%(r)s" …`) is
 //! compiled once into segments, and each request renders only the atoms the format uses. The
 //! record borrows what the request already holds; nothing is collected per request for atoms the
-//! format does not name.
+//! format does not name. `--dev` has its own compact line (time, status, method, target, duration,
+//! size), with the status colored by class when it goes to a terminal.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -77,6 +78,8 @@ pub struct AccessLog {
     needs: Needs,
     sink: Sink,
     pid: String,
+    /// `--dev`'s compact line instead of the format, and whether it is colored.
+    compact: Option<bool>,
 }
 
 impl AccessLog {
@@ -95,6 +98,16 @@ impl AccessLog {
             needs,
             sink,
             pid: std::process::id().to_string(),
+            compact: None,
+        }
+    }
+
+    /// `--dev`'s line: `14:03:27 200 GET /admin/login/ 12.3ms 4.2kB`, the status in its class's
+    /// color when `color`.
+    pub fn compact(sink: Sink, color: bool) -> AccessLog {
+        AccessLog {
+            compact: Some(color),
+            ..AccessLog::new("", sink)
         }
     }
 
@@ -110,6 +123,9 @@ impl AccessLog {
     }
 
     fn render(&self, rec: &AccessRecord<'_>) -> String {
+        if let Some(color) = self.compact {
+            return render_compact(rec, color);
+        }
         let mut out = String::with_capacity(160);
         // gunicorn's atoms hold the last of repeated headers.
         let header = |map: Option<&HeaderMap>, name: &http::HeaderName| {
@@ -183,6 +199,30 @@ impl AccessLog {
         }
         out
     }
+}
+
+fn render_compact(rec: &AccessRecord<'_>, color: bool) -> String {
+    let now = Civil::now();
+    let target = rec
+        .raw_target
+        .map_or_else(|| rec.uri.to_string(), str::to_string);
+    let status = match (color, rec.status / 100) {
+        (false, _) => rec.status.to_string(),
+        (true, 2) => format!("\x1b[32m{}\x1b[0m", rec.status),
+        (true, 3) => format!("\x1b[36m{}\x1b[0m", rec.status),
+        (true, 4) => format!("\x1b[33m{}\x1b[0m", rec.status),
+        (true, _) => format!("\x1b[1;31m{}\x1b[0m", rec.status),
+    };
+    let ms = rec.elapsed.as_secs_f64() * 1000.0;
+    let size = match rec.bytes {
+        b if b < 1000 => format!("{b}B"),
+        b if b < 1_000_000 => format!("{:.1}kB", b as f64 / 1e3),
+        b => format!("{:.1}MB", b as f64 / 1e6),
+    };
+    format!(
+        "{:02}:{:02}:{:02} {status} {} {target} {ms:.1}ms {size}",
+        now.hour, now.minute, now.second, rec.method
+    )
 }
 
 fn version_str(v: Version) -> &'static str {
@@ -305,7 +345,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         } as u32)
     };
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
@@ -359,6 +399,24 @@ mod tests {
             after_time,
             r#""GET /a/b?x=1 HTTP/1.1" 200 13 "-" "curl/8.0""#
         );
+    }
+
+    #[test]
+    fn compact_lines_color_the_status_by_class_only_when_asked() {
+        let uri: Uri = "/admin/?next=/".parse().unwrap();
+        let headers = HeaderMap::new();
+        let mut rec = record(&uri, &headers);
+        let plain = AccessLog::compact(Sink::Stderr, false).render(&rec);
+        let (_, rest) = plain.split_once(' ').unwrap();
+        assert_eq!(rest, "200 GET /admin/?next=/ 1.5ms 13B");
+        rec.status = 404;
+        rec.bytes = 4200;
+        let colored = AccessLog::compact(Sink::Stderr, true).render(&rec);
+        assert!(colored.contains(" \x1b[33m404\x1b[0m GET "), "{colored:?}");
+        assert!(colored.ends_with(" 4.2kB"), "{colored:?}");
+        rec.status = 502;
+        let colored = AccessLog::compact(Sink::Stderr, true).render(&rec);
+        assert!(colored.contains("\x1b[1;31m502"), "{colored:?}");
     }
 
     #[test]

@@ -242,3 +242,10 @@ fn capture_output(sink: &Sink) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether lines on stderr may carry colors: it is a terminal and `NO_COLOR` is not set (see
+/// no-color.org).
+pub fn stderr_colors() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

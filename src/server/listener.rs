@@ -44,6 +44,9 @@ impl Bound {
 pub enum BindError {
     #[error("Connection in use: {0}")]
     InUse(BindAddr),
+    #[error("Port {port} is in use{}: pass --bind to use another.",
+            owner.map(|pid| format!(" (by pid {pid})")).unwrap_or_default())]
+    PortInUse { port: u16, owner: Option<u32> },
     #[error("Can't connect to {addr}: {err}")]
     Io { addr: BindAddr, err: io::Error },
     #[error("Can't resolve {0}")]
@@ -60,6 +63,9 @@ pub struct BindOptions {
     /// The umask a Unix socket file is created under (`--umask`; gunicorn's default 0 makes it
     /// `rwxrwxrwx`).
     pub umask: u32,
+    /// Retry a busy address for a few seconds, as gunicorn does (a restart racing the old
+    /// server); `--dev` reports it at once.
+    pub retry: bool,
 }
 
 impl Default for BindOptions {
@@ -68,6 +74,7 @@ impl Default for BindOptions {
             backlog: 2048,
             reuse_port: false,
             umask: 0,
+            retry: true,
         }
     }
 }
@@ -78,17 +85,70 @@ pub fn bind_all(addrs: &[BindAddr], opts: BindOptions) -> Result<Vec<Bound>, Bin
 }
 
 fn bind_with_retry(addr: &BindAddr, opts: BindOptions) -> Result<Bound, BindError> {
-    for attempt in 1..=BIND_ATTEMPTS {
+    let attempts = if opts.retry { BIND_ATTEMPTS } else { 1 };
+    for attempt in 1..=attempts {
         match bind(addr, opts) {
-            Err(BindError::InUse(_)) if attempt < BIND_ATTEMPTS => {
+            Err(BindError::InUse(_)) if attempt < attempts => {
                 tracing::error!("Connection in use: {addr}");
                 tracing::error!("Retrying in 1 second.");
                 std::thread::sleep(Duration::from_secs(1));
             }
+            Err(BindError::InUse(_)) => return Err(in_use(addr)),
             other => return other,
         }
     }
-    Err(BindError::InUse(addr.clone()))
+    Err(in_use(addr))
+}
+
+/// The error for a busy address, naming the process that listens on a busy port when this
+/// process may see it.
+fn in_use(addr: &BindAddr) -> BindError {
+    match addr {
+        BindAddr::Tcp { port, .. } => BindError::PortInUse {
+            port: *port,
+            owner: port_owner(*port),
+        },
+        _ => BindError::InUse(addr.clone()),
+    }
+}
+
+/// The pid listening on TCP `port`, from `/proc` (Linux; `None` elsewhere or when the
+/// process belongs to another user).
+fn port_owner(port: u16) -> Option<u32> {
+    let hex_port = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local_address, state (0A = LISTEN), inode.
+                    let listening = fields.get(3) == Some(&"0A");
+                    let local = fields.get(1)?;
+                    (listening && local.ends_with(&hex_port))
+                        .then(|| fields.get(9).map(|i| i.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| wanted.iter().any(|w| link.as_os_str() == w.as_str()))
+                .then_some(pid)
+        })
 }
 
 fn bind(addr: &BindAddr, opts: BindOptions) -> Result<Bound, BindError> {
@@ -212,6 +272,19 @@ mod tests {
             bind(&again, BindOptions::default()),
             Err(BindError::InUse(_))
         ));
+        let once = BindOptions {
+            retry: false,
+            ..BindOptions::default()
+        };
+        let err = bind_with_retry(&again, once).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Port {} is in use (by pid {}): pass --bind to use another.",
+                sa.port(),
+                std::process::id()
+            )
+        );
     }
 
     #[test]

@@ -33,6 +33,18 @@ pub enum AppError {
     Environ(String),
     #[error("Cannot change directory to {}: {err}", path.display())]
     Chdir { path: PathBuf, err: std::io::Error },
+    #[error("{traceback}\nHint: the project's URLconf (or a view it imports) failed to import.")]
+    Urlconf { traceback: String },
+}
+
+/// Imports the app the settings name; returns it with its spec (for a Django project found by
+/// its `manage.py`, the spec its `WSGI_APPLICATION` gives).
+pub fn load_app(py: Python<'_>, settings: &AppSettings) -> Result<(Py<PyAny>, String), AppError> {
+    let spec = match &settings.django_settings {
+        Some(module) => super::django::app_spec(py, module)?,
+        None => settings.spec.clone(),
+    };
+    load(py, &spec).map(|app| (app, spec))
 }
 
 /// Prepares the process for importing the app like gunicorn: `-e` variables into `os.environ`,

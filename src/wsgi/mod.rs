@@ -5,6 +5,7 @@
 //! knows sockets or hyper's server: `crate::http` is the bridge.
 
 pub mod app;
+pub mod django;
 mod environ;
 mod errors;
 mod file_wrapper;

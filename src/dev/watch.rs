@@ -1,0 +1,343 @@
+//! The `--reload` watcher: tells once that a watched file changed. It watches the directories
+//! of the files it is given (not the files, so an editor's save-by-rename is seen) and matches
+//! each event against the files, any `.py` file beside them (a module the app has not imported
+//! yet, or one whose import failed), and `--reload-extra-file` globs. Events are debounced: the
+//! report waits until the tree has been quiet for a moment, so a save or a `git checkout` is one
+//! reload. It knows nothing of Python: the caller hands it file lists, and can add more later.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
+
+use notify::event::EventKind;
+use notify::{RecursiveMode, Watcher};
+
+use crate::config::ReloadEngine;
+
+/// Events closer together than this are one change.
+const QUIET: Duration = Duration::from_millis(100);
+/// How often the poll engine looks, and how often the caller is asked for new files.
+const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Asked every [`INTERVAL`] for files to add (modules imported since); `None` when nothing is
+/// new.
+pub type MoreFiles = Box<dyn FnMut() -> Option<Vec<PathBuf>> + Send>;
+
+/// A running watcher. Dropping it stops it.
+pub struct Watch {
+    changed: tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+    stop: Arc<AtomicBool>,
+    /// Which engine runs (`inotify` or `poll`), and how many files it watches at the start.
+    pub engine: &'static str,
+    pub files: usize,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch files: {0}")]
+    Notify(#[from] notify::Error),
+    #[error("bad --reload-extra-file pattern {pattern:?}: {err}")]
+    Pattern {
+        pattern: String,
+        err: glob::PatternError,
+    },
+    #[error("cannot start the watcher thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl Watch {
+    /// Watches `files` and the `extra` paths or globs (relative to `cwd`). A file already
+    /// modified after `since` (while the app was importing) counts as changed at once.
+    pub fn start(
+        engine: ReloadEngine,
+        files: Vec<PathBuf>,
+        extra: &[String],
+        cwd: &Path,
+        since: SystemTime,
+        more: MoreFiles,
+    ) -> Result<Watch, WatchError> {
+        let (events_tx, events) = mpsc::channel();
+        let (watcher, engine) = watcher(engine, events_tx)?;
+        let mut targets = Targets {
+            watcher,
+            files: HashSet::new(),
+            dirs: HashSet::new(),
+            globs: Vec::new(),
+        };
+        for spec in extra {
+            targets.add_extra(spec, cwd)?;
+        }
+        targets.add(files);
+        let count = targets.files.len();
+        let (changed_tx, changed) = tokio::sync::mpsc::unbounded_channel();
+        let early = targets.modified_since(since);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("ferrocorn-reload".into())
+            .spawn(move || {
+                let path = match early {
+                    Some(path) => Some(path),
+                    None => targets.wait(&events, &stopped, more),
+                };
+                if let Some(path) = path {
+                    let _ = changed_tx.send(path);
+                }
+            })
+            .map_err(WatchError::Thread)?;
+        Ok(Watch {
+            changed,
+            stop,
+            engine,
+            files: count,
+        })
+    }
+
+    /// The first changed file; pending forever once reported (or if the watcher died).
+    pub async fn changed(&mut self) -> PathBuf {
+        match self.changed.recv().await {
+            Some(path) => path,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+type Events = mpsc::Receiver<notify::Result<notify::Event>>;
+
+fn watcher(
+    engine: ReloadEngine,
+    tx: mpsc::Sender<notify::Result<notify::Event>>,
+) -> Result<(Box<dyn Watcher + Send>, &'static str), WatchError> {
+    let poll = |tx| -> Result<(Box<dyn Watcher + Send>, &'static str), WatchError> {
+        let config = notify::Config::default().with_poll_interval(INTERVAL);
+        Ok((Box::new(notify::PollWatcher::new(tx, config)?), "poll"))
+    };
+    match engine {
+        ReloadEngine::Poll => poll(tx),
+        ReloadEngine::Inotify => Ok((Box::new(notify::recommended_watcher(tx)?), "inotify")),
+        ReloadEngine::Auto => match notify::recommended_watcher(tx.clone()) {
+            Ok(w) => Ok((Box::new(w), "inotify")),
+            Err(err) => {
+                tracing::warn!("Cannot use the OS file-watch API ({err}); polling instead");
+                poll(tx)
+            }
+        },
+    }
+}
+
+struct Targets {
+    watcher: Box<dyn Watcher + Send>,
+    /// Exact files, as `canonical parent / name`.
+    files: HashSet<PathBuf>,
+    /// Directories watched for their `.py` files (canonical).
+    dirs: HashSet<PathBuf>,
+    globs: Vec<glob::Pattern>,
+}
+
+impl Targets {
+    fn add(&mut self, files: Vec<PathBuf>) {
+        for file in files {
+            let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+                continue;
+            };
+            let Ok(dir) = parent.canonicalize() else {
+                continue;
+            };
+            let path = dir.join(name);
+            if self.dirs.insert(dir.clone()) {
+                if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!("Cannot watch {}: {err}", dir.display());
+                }
+            }
+            self.files.insert(path);
+        }
+    }
+
+    /// A path, or a glob whose fixed leading directories are watched recursively.
+    fn add_extra(&mut self, spec: &str, cwd: &Path) -> Result<(), WatchError> {
+        let full = cwd.join(spec);
+        let wild = |c: &std::path::Component<'_>| {
+            c.as_os_str().to_string_lossy().contains(['*', '?', '['])
+        };
+        if !full.components().any(|c| wild(&c)) {
+            self.add(vec![full]);
+            return Ok(());
+        }
+        let fixed: PathBuf = full.components().take_while(|c| !wild(c)).collect();
+        let tail: PathBuf = full.components().skip_while(|c| !wild(c)).collect();
+        // Event paths are canonical, so the pattern starts from the canonical directory.
+        let base = fixed.canonicalize().unwrap_or(fixed);
+        let pattern = glob::Pattern::new(&base.join(tail).to_string_lossy()).map_err(|err| {
+            WatchError::Pattern {
+                pattern: spec.to_string(),
+                err,
+            }
+        })?;
+        if let Err(err) = self.watcher.watch(&base, RecursiveMode::Recursive) {
+            tracing::warn!("Cannot watch {} for {spec}: {err}", base.display());
+        }
+        self.globs.push(pattern);
+        Ok(())
+    }
+
+    fn wanted(&self, path: &Path) -> bool {
+        self.files.contains(path)
+            || (path.extension().is_some_and(|e| e == "py")
+                && path.parent().is_some_and(|d| self.dirs.contains(d)))
+            || self.globs.iter().any(|g| g.matches_path(path))
+    }
+
+    fn modified_since(&self, since: SystemTime) -> Option<PathBuf> {
+        self.files
+            .iter()
+            .find(|f| {
+                std::fs::metadata(f)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t > since)
+            })
+            .cloned()
+    }
+
+    /// Blocks until a wanted path changes (then returns it, once the tree is quiet), the watch
+    /// is stopped, or the watcher dies.
+    fn wait(&mut self, events: &Events, stop: &AtomicBool, mut more: MoreFiles) -> Option<PathBuf> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            match events.recv_timeout(INTERVAL) {
+                Ok(Ok(event)) => {
+                    if let Some(path) = self.relevant(&event) {
+                        // The first one names the change; the rest of the burst is drained.
+                        while events.recv_timeout(QUIET).is_ok() {}
+                        return Some(path);
+                    }
+                }
+                Ok(Err(err)) => tracing::debug!("file watch: {err}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(files) = more() {
+                        self.add(files);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn relevant(&self, event: &notify::Event) -> Option<PathBuf> {
+        let changes = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+        );
+        if !changes {
+            return None;
+        }
+        event.paths.iter().find(|p| self.wanted(p)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocorn-watch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    fn start(engine: ReloadEngine, dir: &Path, files: Vec<PathBuf>, extra: &[String]) -> Watch {
+        Watch::start(
+            engine,
+            files,
+            extra,
+            dir,
+            SystemTime::now() + Duration::from_secs(3600),
+            Box::new(|| None),
+        )
+        .unwrap()
+    }
+
+    fn changed(w: &mut Watch) -> Option<PathBuf> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(3), w.changed())
+                .await
+                .ok()
+        })
+    }
+
+    #[test]
+    fn a_module_file_saved_by_rename_is_one_change() {
+        for engine in [ReloadEngine::Inotify, ReloadEngine::Poll] {
+            let dir = tmp(&format!("rename-{engine:?}"));
+            let views = dir.join("views.py");
+            std::fs::write(&views, "x = 1\n").unwrap();
+            std::fs::write(dir.join("notes.txt"), "").unwrap();
+            let mut w = start(engine, &dir, vec![views.clone()], &[]);
+            std::thread::sleep(Duration::from_millis(600));
+            // Not watched: another kind of file beside the module.
+            std::fs::write(dir.join("notes.txt"), "changed").unwrap();
+            std::fs::write(dir.join("views.py.tmp"), "x = 2\n").unwrap();
+            std::fs::rename(dir.join("views.py.tmp"), &views).unwrap();
+            assert_eq!(changed(&mut w), Some(views), "{engine:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_python_file_beside_a_module_counts_and_other_files_do_not() {
+        let dir = tmp("beside");
+        let models = dir.join("models.py");
+        std::fs::write(&models, "").unwrap();
+        let mut w = start(ReloadEngine::Inotify, &dir, vec![models], &[]);
+        std::fs::write(dir.join("README.md"), "x").unwrap();
+        std::fs::create_dir(dir.join("__pycache__")).unwrap();
+        std::fs::write(dir.join("views.py"), "y = 1\n").unwrap();
+        assert_eq!(changed(&mut w), Some(dir.join("views.py")));
+    }
+
+    #[test]
+    fn extra_globs_match_files_in_subdirectories() {
+        let dir = tmp("glob");
+        std::fs::create_dir_all(dir.join("templates/app")).unwrap();
+        let mut w = start(
+            ReloadEngine::Inotify,
+            &dir,
+            Vec::new(),
+            &["templates/**/*.html".to_string()],
+        );
+        std::fs::write(dir.join("templates/app/x.txt"), "no").unwrap();
+        std::fs::write(dir.join("templates/app/page.html"), "<p>").unwrap();
+        assert_eq!(changed(&mut w), Some(dir.join("templates/app/page.html")));
+    }
+
+    #[test]
+    fn a_file_changed_during_the_import_is_reported_at_once() {
+        let dir = tmp("early");
+        let f = dir.join("app.py");
+        std::fs::write(&f, "").unwrap();
+        let mut w = Watch::start(
+            ReloadEngine::Poll,
+            vec![f.clone()],
+            &[],
+            &dir,
+            SystemTime::UNIX_EPOCH,
+            Box::new(|| None),
+        )
+        .unwrap();
+        assert_eq!(changed(&mut w), Some(f));
+    }
+}
