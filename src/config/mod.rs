@@ -710,10 +710,12 @@ fn django_settings_module(dir: &Path) -> Option<String> {
     text.match_indices("DJANGO_SETTINGS_MODULE")
         .find_map(|(at, key)| {
             // Past the key's closing quote, the separator (`, ` or `] = `), then a quoted value.
-        let rest = text[at + key.len()..]
-            .strip_prefix(['\'', '"'])?
-            .trim_start_matches(|c: char| c == ']' || c == ',' || c == '=' || c.is_whitespace());
-        let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+            let rest = text[at + key.len()..]
+                .strip_prefix(['\'', '"'])?
+                .trim_start_matches(|c: char| {
+                    c == ']' || c == ',' || c == '=' || c.is_whitespace()
+                });
+            let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
             let value = rest[1..].split(quote).next()?;
             let valid = !value.is_empty()
                 && value.split('.').all(|part| {
@@ -817,7 +819,10 @@ mod tests {
             check("# DJANGO_SETTINGS_MODULE\nos.environ['DJANGO_SETTINGS_MODULE'] = 'a.b_c.dev'"),
             Some("a.b_c.dev".into())
         );
-        assert_eq!(check("os.environ.setdefault('DJANGO_SETTINGS_MODULE', x)"), None);
+        assert_eq!(
+            check("os.environ.setdefault('DJANGO_SETTINGS_MODULE', x)"),
+            None
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(django_settings_module(&dir), None);
     }

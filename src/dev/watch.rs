@@ -117,7 +117,11 @@ fn watcher(
     tx: mpsc::Sender<notify::Result<notify::Event>>,
 ) -> Result<(Box<dyn Watcher + Send>, &'static str), WatchError> {
     let poll = |tx| -> Result<(Box<dyn Watcher + Send>, &'static str), WatchError> {
-        let config = notify::Config::default().with_poll_interval(INTERVAL);
+        // notify's poller keeps mtimes in whole seconds: a second save within the same
+        // second would go unseen without comparing contents.
+        let config = notify::Config::default()
+            .with_poll_interval(INTERVAL)
+            .with_compare_contents(true);
         Ok((Box::new(notify::PollWatcher::new(tx, config)?), "poll"))
     };
     match engine {
@@ -311,17 +315,25 @@ mod tests {
 
     #[test]
     fn extra_globs_match_files_in_subdirectories() {
-        let dir = tmp("glob");
-        std::fs::create_dir_all(dir.join("templates/app")).unwrap();
-        let mut w = start(
-            ReloadEngine::Inotify,
-            &dir,
-            Vec::new(),
-            &["templates/**/*.html".to_string()],
-        );
-        std::fs::write(dir.join("templates/app/x.txt"), "no").unwrap();
-        std::fs::write(dir.join("templates/app/page.html"), "<p>").unwrap();
-        assert_eq!(changed(&mut w), Some(dir.join("templates/app/page.html")));
+        for engine in [ReloadEngine::Inotify, ReloadEngine::Poll] {
+            let dir = tmp(&format!("glob-{engine:?}"));
+            std::fs::create_dir_all(dir.join("templates/app")).unwrap();
+            std::fs::write(dir.join("templates/app/page.html"), "<p>").unwrap();
+            let mut w = start(
+                engine,
+                &dir,
+                Vec::new(),
+                &["templates/**/*.html".to_string()],
+            );
+            std::thread::sleep(Duration::from_millis(600));
+            std::fs::write(dir.join("templates/app/x.txt"), "no").unwrap();
+            std::fs::write(dir.join("templates/app/page.html"), "<p>changed").unwrap();
+            assert_eq!(
+                changed(&mut w),
+                Some(dir.join("templates/app/page.html")),
+                "{engine:?}"
+            );
+        }
     }
 
     #[test]

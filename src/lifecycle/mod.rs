@@ -544,19 +544,7 @@ async fn graceful_stop(
         Finish::Polite => Backlog::Leave,
         _ => Backlog::Serve,
     };
-    stop_serving(running, signals, timeout, backlog, how).await
-}
-
-/// Stops accepting (`backlog` says who serves what waits there), lets connections finish
-/// (`how`) within `timeout`, and gives up early on a second INT or QUIT.
-async fn stop_serving(
-    running: &mut Running,
-    signals: &mut Signals,
-    timeout: Duration,
-    backlog: Backlog,
-    how: Finish,
-) -> bool {
-    if how != Finish::Polite && backlog == Backlog::Serve {
+    if how != Finish::Polite {
         systemd::notify("STOPPING=1");
     }
     drop(running.stop_accepting(backlog).await);
@@ -789,12 +777,6 @@ fn work(
             app.failure.is_some(),
         );
     }
-    // A worker retired for `--reload` leaves new connections to the fresh code at once;
-    // otherwise each keep-alive client gets one more answer.
-    let retire = match settings.dev.reload {
-        Some(_) => Finish::Prompt,
-        None => Finish::Polite,
-    };
     let link = std::os::unix::net::UnixStream::from(link);
     let ended = py.detach(|| {
         runtime.block_on(async {
@@ -833,7 +815,7 @@ fn work(
                             return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                         }
                         Sig::Hup => {
-                            return stop_serving(&mut running, &mut signals, timeout, Backlog::Leave, retire).await;
+                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Polite).await;
                         }
                         Sig::Int | Sig::Quit => {
                             app.worker_hook("worker_int");

@@ -5,7 +5,8 @@
 //! old worker stops only once a new one is ready, so there is never nobody accepting) and on
 //! `--max-requests` (the worker asks). With `--reload` a worker reports a changed file and every
 //! worker is replaced at once: the old ones stop accepting before the new ones are ready (the
-//! kernel holds new connections meanwhile), so no request after a change meets old code. It
+//! kernel holds new connections meanwhile, for the new code), and each of their keep-alive
+//! clients gets one last answer with `Connection: close`, so none meets a closed connection. It
 //! runs no app code and no request ever passes through
 //! it; it only starts processes and reads their one-byte reports.
 
