@@ -7,6 +7,8 @@
 //!   order (command line, `*_CMD_ARGS`, the Python config file, env-derived defaults),
 //!   `--print-config` and the generated docs, bind syntax, and resolved settings.
 //! - `lifecycle`: startup and shutdown order, signals.
+//! - `dev`: `--dev` and `--reload` in a worker: the file watcher, the page served while the app
+//!   cannot be imported, the banner.
 //! - `server`: listeners, accept loops, connection tasks (no Python).
 //! - `http`: the bridge between hyper and `wsgi`: the request-stream guard, service, bodies,
 //!   request errors.
