@@ -10,9 +10,11 @@
 //! - `dev`: `--dev` and `--reload` in a worker: the file watcher, the page served while the app
 //!   cannot be imported, the banner.
 //! - `server`: listeners, accept loops, connection tasks (no Python).
-//! - `http`: the bridge between hyper and `wsgi`: the request-stream guard, service, bodies,
-//!   request errors.
+//! - `http`: the bridge between hyper and `wsgi` (and `static_files`): the request-stream
+//!   guard, service, bodies, request errors.
 //! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
+//! - `static_files`: `--static` mounts, files served from Rust (paths, ranges, conditional
+//!   requests, precompressed siblings); no Python, no hyper.
 //! - `pool`: the Python thread pool, its GIL-aware queue, and the watchdog (`--timeout`,
 //!   replacing stuck threads and threads waiting on slow clients).
 //! - `logging`: gunicorn-style error and access logs, or Python's `logging` when configured.
@@ -26,6 +28,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod pool;
 pub mod server;
+pub mod static_files;
 pub mod wsgi;
 
 use std::io::Write;

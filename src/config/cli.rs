@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::bind::BindAddr;
+use super::static_mount::StaticMount;
 use super::LogLevel;
 
 const CONFIG_FILE: &str = "Config File";
@@ -209,6 +210,15 @@ pub struct Cli {
     /// Change to this directory before loading the app.
     #[arg(long, value_name = "DIR", help_heading = MECHANICS)]
     pub chdir: Option<PathBuf>,
+
+    /// Serve the files under DIR at URL_PREFIX from Rust, without calling the app:
+    /// `URL_PREFIX=DIR` (e.g. `/static/=public`; a relative DIR is taken from `--chdir`).
+    /// Repeatable. GET and HEAD with ETag, Last-Modified, conditional requests, single ranges
+    /// and precompressed `.br`/`.gz` siblings; directories and paths leaving DIR are 404 (see
+    /// docs/static.md). A ferrocorn setting, not gunicorn's. Default is none.
+    #[arg(long = "static", value_name = "URL_PREFIX=DIR", value_parser = StaticMount::parse,
+          help_heading = MECHANICS)]
+    pub static_files: Vec<StaticMount>,
 
     /// Detach from the terminal and run in the background. Default is off.
     #[arg(short = 'D', long, help_heading = MECHANICS)]
@@ -940,6 +950,21 @@ mod tests {
                 .as_deref(),
             Some("/t")
         );
+    }
+
+    #[test]
+    fn static_mounts_repeat_and_are_checked() {
+        let cli = parse(&["--static", "/static/=public", "--static=/m=/srv/media"]).unwrap();
+        let mounts: Vec<_> = cli
+            .static_files
+            .iter()
+            .map(|m| (m.prefix.as_str(), m.dir.to_str().unwrap()))
+            .collect();
+        assert_eq!(mounts, [("/static", "public"), ("/m", "/srv/media")]);
+        assert!(parse(&[]).unwrap().static_files.is_empty());
+        assert!(parse(&["--static", "static=public"]).is_err());
+        assert!(parse(&["--static", "/static"]).is_err());
+        assert!(parse(&["--static", "/static="]).is_err());
     }
 
     #[test]

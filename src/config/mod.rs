@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod python;
 pub mod render;
 pub mod sources;
+pub mod static_mount;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ pub use bind::BindAddr;
 pub use cli::{Cli, Support};
 pub use python::{traceback, HookFn};
 use sources::Layer;
+pub use static_mount::StaticMount;
 
 /// The error log threshold, spelled as gunicorn spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,6 +145,8 @@ pub struct ServerSettings {
     pub limit_request_body: Option<u64>,
     /// `None` when `--proxy-protocol off`.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `--static` mounts, their directories canonical; empty when none.
+    pub static_mounts: Vec<StaticMount>,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -496,6 +500,7 @@ fn resolve(
         sendfile: _,
         reuse_port,
         chdir,
+        static_files,
         daemon,
         raw_env,
         pidfile,
@@ -602,6 +607,11 @@ fn resolve(
         .trim_end_matches('/')
         .to_string();
 
+    let static_mounts = static_files
+        .iter()
+        .map(|m| m.resolve(&env.cwd, chdir.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+
     let python = match (logconfig, logconfig_json, logconfig_dict) {
         (Some(file), _, _) => Some(PythonLogging::File(file)),
         (None, Some(json), _) => Some(PythonLogging::JsonFile(json)),
@@ -649,6 +659,7 @@ fn resolve(
                 mode,
                 allow: AllowList::parse(&proxy_allow_ips),
             }),
+            static_mounts,
             proxy: ProxySettings {
                 forwarded_allow: AllowList::parse(&forwarded_allow_ips),
                 secure_scheme_headers: secure_scheme_headers.0,
@@ -1011,6 +1022,31 @@ mod tests {
             load_with(&["--print-config", "m"], &env()).unwrap().mode,
             Mode::Print(_)
         ));
+    }
+
+    #[test]
+    fn static_mounts_resolve_against_chdir_and_must_exist() {
+        let tmp = std::env::temp_dir().join(format!("ferrocorn-static-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("site/public")).unwrap();
+        let env = Env {
+            cwd: tmp.clone(),
+            ..env()
+        };
+        let s = load_with(&["--chdir", "site", "--static", "/s/=public", "m"], &env).unwrap();
+        assert_eq!(s.server.static_mounts.len(), 1);
+        assert_eq!(s.server.static_mounts[0].prefix, "/s");
+        assert_eq!(
+            s.server.static_mounts[0].dir,
+            tmp.join("site/public").canonicalize().unwrap()
+        );
+        let err = load_with(&["--static", "/s=missing", "m"], &env).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+        assert!(load_with(&["m"], &env)
+            .unwrap()
+            .server
+            .static_mounts
+            .is_empty());
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

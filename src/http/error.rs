@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 
 use super::guard::Reject;
 use super::response_body::ResponseBody;
+use crate::static_files::StaticError;
 use crate::wsgi::Failure;
 
 /// A request the server answers itself.
@@ -29,6 +30,9 @@ pub enum RequestError {
     /// The pool thread holding the request went away without answering.
     #[error("the request was dropped by its worker")]
     WorkerLost,
+    /// A request under a `--static` mount that gets no file: see `static_files::StaticError`.
+    #[error(transparent)]
+    Static(#[from] StaticError),
 }
 
 impl RequestError {
@@ -48,6 +52,7 @@ impl RequestError {
             RequestError::Unavailable | RequestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             RequestError::WorkerLost => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::Static(e) => e.status(),
         }
     }
 
@@ -63,7 +68,10 @@ impl RequestError {
                     | Failure::BodyTooLarge
                     | Failure::BodyTimeout
             ),
-            RequestError::WorkerLost | RequestError::Busy | RequestError::Timeout => false,
+            RequestError::WorkerLost
+            | RequestError::Busy
+            | RequestError::Timeout
+            | RequestError::Static(_) => false,
         }
     }
 
@@ -84,6 +92,9 @@ impl RequestError {
         if matches!(self, RequestError::Busy) {
             // Clients and proxies that honour it come back instead of hammering a full queue.
             h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let RequestError::Static(e) = &self {
+            e.add_headers(h);
         }
         if self.closes() {
             resp.headers_mut()

@@ -18,6 +18,7 @@ use super::error::RequestError;
 use super::guard::Notes;
 use super::request_body::{IncomingReader, PREREAD};
 use super::response_body::ResponseBody;
+use super::static_reply::StaticSite;
 use super::worker::{Job, Ticket};
 use crate::pool::{SubmitError, Submitter};
 use crate::wsgi::{self, Answer, ConnInfo, Failure, HeadBody, Reply};
@@ -33,6 +34,9 @@ pub struct Shared {
     pub limit_request_body: Option<u64>,
     /// `--max-requests` of a worker process.
     pub budget: Option<Arc<Budget>>,
+    /// `--static` mounts, answered without the pool (their requests do not spend `budget`:
+    /// they run no Python); `None` when there are none.
+    pub static_site: Option<Arc<StaticSite>>,
 }
 
 /// `--max-requests` for a whole process: counts requests down and says when they are spent,
@@ -121,14 +125,21 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
             let resp = RequestError::from(reject).into_response();
             return Respond(Box::pin(async move { resp }));
         }
+        let static_hit = self.shared.static_site.as_ref().and_then(|site| {
+            let hit = site.find(req.uri().path())?;
+            Some((site.clone(), hit))
+        });
         let shared = self.shared.clone();
         let conn = self.conn.clone();
         let notes = self.notes.clone();
         Respond(Box::pin(async move {
             let closing = notes.clone();
-            let mut resp = match handle(shared, conn, notes, note.raw_target, req).await {
-                Ok(resp) => resp,
-                Err(err) => err.into_response(),
+            let mut resp = match static_hit {
+                Some((site, hit)) => site.answer(hit, conn, note.raw_target, req).await,
+                None => match handle(shared, conn, notes, note.raw_target, req).await {
+                    Ok(resp) => resp,
+                    Err(err) => err.into_response(),
+                },
             };
             // Decided when the head goes out, so a stop that comes while the app runs still
             // closes the connection after this answer rather than racing the client's next

@@ -366,6 +366,8 @@ impl App {
                 statics = statics.with_around(Arc::new(RequestHooks::new(py, h.clone(), age)));
             }
         }
+        let static_site =
+            crate::http::StaticSite::new(&settings.server.static_mounts, access.clone());
         let mut handler = WsgiWorker::new(app, statics, access);
         if let Some(h) = hooks.clone().filter(|h| h.has("worker_abort")) {
             handler = handler.on_timeout(move |py| {
@@ -428,6 +430,7 @@ impl App {
             timeout: settings.pool.timeout,
             limit_request_body: settings.server.limit_request_body,
             budget,
+            static_site,
         });
         let conn = ConnOptions {
             keepalive: settings.server.keepalive,

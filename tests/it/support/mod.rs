@@ -83,6 +83,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             timeout: None,
             limit_request_body: None,
             budget: None,
+            static_site: None,
         });
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),
