@@ -179,7 +179,8 @@ pub struct Cli {
     pub reload_engine: String,
 
     /// An extra file or glob (`templates/**/*.html`) to watch with `--reload`. Repeatable.
-    #[arg(long = "reload-extra-file", value_name = "FILES", help_heading = DEBUGGING)]
+    #[arg(long = "reload-extra-file", value_name = "FILES", value_parser = glob_pattern,
+          help_heading = DEBUGGING)]
     pub reload_extra_files: Vec<String>,
 
     /// Trace every line of Python the server executes. Default is off.
@@ -544,6 +545,13 @@ pub fn support(id: &str) -> Support {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeaderPairs(pub Vec<(String, String)>);
 
+/// A path or a glob (`templates/**/*.html`).
+fn glob_pattern(s: &str) -> Result<String, String> {
+    glob::Pattern::new(s)
+        .map(|_| s.to_string())
+        .map_err(|err| format!("not a valid glob: {err}"))
+}
+
 /// An unsigned integer as Python's `int(s, 0)` reads it (`10`, `0o22`, `0x1f`), as gunicorn
 /// validates its integer settings.
 pub fn uint<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
@@ -801,6 +809,7 @@ mod tests {
         assert_eq!(cli.reload_engine, "poll");
         assert_eq!(cli.reload_extra_files, ["a.txt"]);
         assert!(parse(&["--reload-engine", "kqueue"]).is_err());
+        assert!(parse(&["--reload-extra-file", "templates/[a-"]).is_err());
         assert!(parse(&["--dev"]).unwrap().dev);
         assert!(!parse(&[]).unwrap().dev);
     }

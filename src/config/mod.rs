@@ -718,6 +718,12 @@ fn resolve(
 /// A `DJANGO_SETTINGS_MODULE` already in the environment wins later, as it does for manage.py.
 fn django_settings_module(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("manage.py")).ok()?;
+    // Code only: a commented-out line often names an older project.
+    let text: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     text.match_indices("DJANGO_SETTINGS_MODULE")
         .find_map(|(at, key)| {
             // Past the key's closing quote, the separator (`, ` or `] = `), then a quoted value.
@@ -827,7 +833,7 @@ mod tests {
             Some("mysite.settings".into())
         );
         assert_eq!(
-            check("# DJANGO_SETTINGS_MODULE\nos.environ['DJANGO_SETTINGS_MODULE'] = 'a.b_c.dev'"),
+            check("# os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'old.settings')\nos.environ['DJANGO_SETTINGS_MODULE'] = 'a.b_c.dev'"),
             Some("a.b_c.dev".into())
         );
         assert_eq!(

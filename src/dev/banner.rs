@@ -45,11 +45,15 @@ pub fn print_banner(
     }
     let _ = writeln!(out, "  {versions}");
     let _ = writeln!(out, "  App:    {spec}");
-    if let Some(module) = &settings.app.django_settings {
-        let _ = writeln!(
-            out,
-            "          found by manage.py: DJANGO_SETTINGS_MODULE={module}, WSGI_APPLICATION"
-        );
+    if let Some(named) = &settings.app.django_settings {
+        // manage.py only sets a default; the environment may have named other settings.
+        let used = std::env::var("DJANGO_SETTINGS_MODULE").unwrap_or_else(|_| named.clone());
+        let line = if &used == named {
+            format!("found by manage.py: DJANGO_SETTINGS_MODULE={used}, WSGI_APPLICATION")
+        } else {
+            format!("DJANGO_SETTINGS_MODULE={used} from the environment (manage.py names {named})")
+        };
+        let _ = writeln!(out, "          {line}");
     }
     if failed {
         let _ = writeln!(

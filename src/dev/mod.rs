@@ -25,7 +25,7 @@ use crate::config::Settings;
 /// `--pythonpath` entries. Installed packages are never part of it, even inside it (a
 /// `.venv` in the project).
 fn roots(settings: &Settings) -> Vec<PathBuf> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let cwd = current_dir();
     let mut roots = vec![cwd.clone()];
     roots.extend(settings.app.pythonpath.iter().map(|p| cwd.join(p)));
     roots
@@ -34,16 +34,46 @@ fn roots(settings: &Settings) -> Vec<PathBuf> {
         .collect()
 }
 
-fn in_project(file: &Path, roots: &[PathBuf]) -> bool {
-    let installed = file.components().any(|c| {
-        let c = c.as_os_str();
-        c == "site-packages" || c == "dist-packages"
-    });
-    !installed && roots.iter().any(|r| file.starts_with(r))
+/// The project's roots, and where Python's own library lives (never part of the project,
+/// even when ferrocorn runs from a directory above it).
+struct Project {
+    roots: Vec<PathBuf>,
+    stdlib: Vec<PathBuf>,
 }
 
-/// The `.py` files of the imported modules under `roots`.
-fn module_files(py: Python<'_>, roots: &[PathBuf]) -> Vec<PathBuf> {
+impl Project {
+    fn new(py: Python<'_>, settings: &Settings) -> Project {
+        let stdlib = ["stdlib", "platstdlib"]
+            .iter()
+            .filter_map(|name| {
+                let paths = py
+                    .import("sysconfig")
+                    .ok()?
+                    .call_method0("get_paths")
+                    .ok()?;
+                let path: PathBuf = paths.get_item(name).ok()?.extract().ok()?;
+                path.canonicalize().ok()
+            })
+            .collect();
+        Project {
+            roots: roots(settings),
+            stdlib,
+        }
+    }
+
+    fn contains(&self, file: &Path) -> bool {
+        let installed = file.components().any(|c| {
+            let c = c.as_os_str();
+            c == "site-packages" || c == "dist-packages"
+        });
+        !installed
+            && !self.stdlib.iter().any(|s| file.starts_with(s))
+            && self.roots.iter().any(|r| file.starts_with(r))
+    }
+}
+
+/// The `.py` files of the imported modules in the project.
+fn module_files(py: Python<'_>, project: &Project) -> Vec<PathBuf> {
     let Ok(modules) = py
         .import(intern!(py, "sys"))
         .and_then(|sys| sys.getattr(intern!(py, "modules")))
@@ -65,7 +95,7 @@ fn module_files(py: Python<'_>, roots: &[PathBuf]) -> Vec<PathBuf> {
         })
         .filter(|f| f.extension().is_some_and(|e| e == "py"))
         .filter_map(|f| f.canonicalize().ok())
-        .filter(|f| in_project(f, roots))
+        .filter(|f| project.contains(f))
         .collect()
 }
 
@@ -73,6 +103,22 @@ fn module_count(py: Python<'_>) -> usize {
     py.import(intern!(py, "sys"))
         .and_then(|sys| sys.getattr(intern!(py, "modules"))?.len())
         .unwrap_or(0)
+}
+
+fn current_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// `--reload` workers write no bytecode: CPython trusts a cached `.pyc` whose source has the
+/// same size and the same mtime in whole seconds, so an edit within the second of the last
+/// import could otherwise load the old code.
+pub fn no_bytecode(py: Python<'_>) {
+    if let Err(err) = py
+        .import("sys")
+        .and_then(|sys| sys.setattr("dont_write_bytecode", true))
+    {
+        tracing::debug!("cannot turn bytecode writing off: {err}");
+    }
 }
 
 /// Starts watching for `--reload`: the project's imported modules (and those imported later),
@@ -86,27 +132,32 @@ pub fn watch(
     since: SystemTime,
 ) -> Option<Watch> {
     let reload = settings.dev.reload.as_ref()?;
-    let roots = roots(settings);
-    let mut files = module_files(py, &roots);
+    let project = Project::new(py, settings);
+    let mut files = module_files(py, &project);
     if let Some(tb) = failure {
-        files.extend(error_page::traceback_files(tb).into_iter().filter(|f| {
-            f.canonicalize()
-                .is_ok_and(|f| in_project(&f, &roots) || f.exists())
-        }));
+        files.extend(
+            error_page::traceback_files(tb)
+                .into_iter()
+                .filter(|f| f.canonicalize().is_ok_and(|f| project.contains(&f))),
+        );
     }
+    let dirs = project.roots.clone();
     let mut seen = module_count(py);
     let more = Box::new(move || {
-        Python::attach(|py| {
+        // `None` once the interpreter is shutting down.
+        Python::try_attach(|py| {
             let now = module_count(py);
             if now == seen {
                 return None;
             }
             seen = now;
-            Some(module_files(py, &roots))
+            Some(module_files(py, &project))
         })
+        .flatten()
     });
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match py.detach(|| Watch::start(reload.engine, files, &reload.extra_files, &cwd, since, more)) {
+    let cwd = current_dir();
+    let extra = &reload.extra_files;
+    match py.detach(|| Watch::start(reload.engine, files, dirs, extra, &cwd, since, more)) {
         Ok(w) => {
             tracing::debug!("Watching {} files for changes ({})", w.files, w.engine);
             Some(w)

@@ -1,23 +1,27 @@
 //! The `--reload` watcher: tells once that a watched file changed. It watches the directories
 //! of the files it is given (not the files, so an editor's save-by-rename is seen) and matches
-//! each event against the files, any `.py` file beside them (a module the app has not imported
-//! yet, or one whose import failed), and `--reload-extra-file` globs. Events are debounced: the
-//! report waits until the tree has been quiet for a moment, so a save or a `git checkout` is one
-//! reload. It knows nothing of Python: the caller hands it file lists, and can add more later.
+//! each event against the files, any `.py` file beside them or in the project's own directories
+//! (a module the app has not imported yet, or one whose import failed), and
+//! `--reload-extra-file` globs. Changes are debounced: the report waits until no relevant event
+//! came for a moment (at most half a second), so a save or a `git checkout` is one reload while
+//! a log file written beside the code delays nothing. It knows nothing of Python: the caller
+//! hands it file lists, and more as modules are imported.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::EventKind;
 use notify::{RecursiveMode, Watcher};
 
 use crate::config::ReloadEngine;
 
-/// Events closer together than this are one change.
+/// Relevant events closer together than this are one change...
 const QUIET: Duration = Duration::from_millis(100);
+/// ...but a change is reported this long after its first event at the latest.
+const SETTLE: Duration = Duration::from_millis(500);
 /// How often the poll engine looks, and how often the caller is asked for new files.
 const INTERVAL: Duration = Duration::from_millis(500);
 
@@ -44,21 +48,18 @@ impl Drop for Watch {
 pub enum WatchError {
     #[error("cannot watch files: {0}")]
     Notify(#[from] notify::Error),
-    #[error("bad --reload-extra-file pattern {pattern:?}: {err}")]
-    Pattern {
-        pattern: String,
-        err: glob::PatternError,
-    },
     #[error("cannot start the watcher thread: {0}")]
     Thread(std::io::Error),
 }
 
 impl Watch {
-    /// Watches `files` and the `extra` paths or globs (relative to `cwd`). A file already
-    /// modified after `since` (while the app was importing) counts as changed at once.
+    /// Watches `files`, the `.py` files in `dirs`, and the `extra` paths or globs (relative to
+    /// `cwd`; checked by the settings). A file modified after `since` (while the app was
+    /// importing, or before a module imported later was found) counts as changed at once.
     pub fn start(
         engine: ReloadEngine,
         files: Vec<PathBuf>,
+        dirs: Vec<PathBuf>,
         extra: &[String],
         cwd: &Path,
         since: SystemTime,
@@ -70,15 +71,23 @@ impl Watch {
             watcher,
             files: HashSet::new(),
             dirs: HashSet::new(),
+            recursive: Vec::new(),
             globs: Vec::new(),
+            since,
         };
+        // Globs first: their recursive watches cover the module directories below them.
         for spec in extra {
-            targets.add_extra(spec, cwd)?;
+            targets.add_extra(spec, cwd);
         }
-        targets.add(files);
+        for dir in dirs {
+            if let Ok(dir) = dir.canonicalize() {
+                targets.watch_dir(dir);
+            }
+        }
+        let added = targets.add(files);
         let count = targets.files.len();
         let (changed_tx, changed) = tokio::sync::mpsc::unbounded_channel();
-        let early = targets.modified_since(since);
+        let early = targets.modified_since(&added);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         std::thread::Builder::new()
@@ -143,11 +152,17 @@ struct Targets {
     files: HashSet<PathBuf>,
     /// Directories watched for their `.py` files (canonical).
     dirs: HashSet<PathBuf>,
+    /// Directories watched with their subdirectories (for globs): a directory below one is
+    /// not watched again, which would narrow the watch (notify's poller keys watches by path).
+    recursive: Vec<PathBuf>,
     globs: Vec<glob::Pattern>,
+    since: SystemTime,
 }
 
 impl Targets {
-    fn add(&mut self, files: Vec<PathBuf>) {
+    /// Adds exact files; returns those that were new.
+    fn add(&mut self, files: Vec<PathBuf>) -> Vec<PathBuf> {
+        let mut added = Vec::new();
         for file in files {
             let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
                 continue;
@@ -156,82 +171,133 @@ impl Targets {
                 continue;
             };
             let path = dir.join(name);
-            if self.dirs.insert(dir.clone()) {
-                if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!("Cannot watch {}: {err}", dir.display());
-                }
+            self.watch_dir(dir);
+            if self.files.insert(path.clone()) {
+                added.push(path);
             }
-            self.files.insert(path);
         }
+        added
     }
 
-    /// A path, or a glob whose fixed leading directories are watched recursively.
-    fn add_extra(&mut self, spec: &str, cwd: &Path) -> Result<(), WatchError> {
+    /// Watches `dir` (canonical) for its files; a failed watch is tried again with the next
+    /// file there.
+    fn watch_dir(&mut self, dir: PathBuf) {
+        if self.dirs.contains(&dir) {
+            return;
+        }
+        let covered = self.recursive.iter().any(|r| dir.starts_with(r));
+        if !covered {
+            if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                tracing::warn!("Cannot watch {}: {err}", dir.display());
+                return;
+            }
+        }
+        self.dirs.insert(dir);
+    }
+
+    /// A path, or a glob whose fixed leading directories are watched recursively. The
+    /// settings checked the pattern; one that fails here is logged and skipped.
+    fn add_extra(&mut self, spec: &str, cwd: &Path) {
         let full = cwd.join(spec);
         let wild = |c: &std::path::Component<'_>| {
             c.as_os_str().to_string_lossy().contains(['*', '?', '['])
         };
         if !full.components().any(|c| wild(&c)) {
             self.add(vec![full]);
-            return Ok(());
+            return;
         }
         let fixed: PathBuf = full.components().take_while(|c| !wild(c)).collect();
         let tail: PathBuf = full.components().skip_while(|c| !wild(c)).collect();
         // Event paths are canonical, so the pattern starts from the canonical directory.
         let base = fixed.canonicalize().unwrap_or(fixed);
-        let pattern = glob::Pattern::new(&base.join(tail).to_string_lossy()).map_err(|err| {
-            WatchError::Pattern {
-                pattern: spec.to_string(),
-                err,
+        let pattern = match glob::Pattern::new(&base.join(tail).to_string_lossy()) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!("--reload-extra-file {spec:?}: {err}");
+                return;
             }
-        })?;
-        if let Err(err) = self.watcher.watch(&base, RecursiveMode::Recursive) {
-            tracing::warn!("Cannot watch {} for {spec}: {err}", base.display());
+        };
+        match self.watcher.watch(&base, RecursiveMode::Recursive) {
+            Ok(()) => self.recursive.push(base),
+            Err(err) => tracing::warn!("Cannot watch {} for {spec}: {err}", base.display()),
         }
         self.globs.push(pattern);
-        Ok(())
     }
 
     fn wanted(&self, path: &Path) -> bool {
+        // Not an editor's lock or swap file (`.#views.py`).
+        let module_beside = || {
+            path.extension().is_some_and(|e| e == "py")
+                && path
+                    .file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                && path.parent().is_some_and(|d| self.dirs.contains(d))
+        };
         self.files.contains(path)
-            || (path.extension().is_some_and(|e| e == "py")
-                && path.parent().is_some_and(|d| self.dirs.contains(d)))
+            || module_beside()
             || self.globs.iter().any(|g| g.matches_path(path))
     }
 
-    fn modified_since(&self, since: SystemTime) -> Option<PathBuf> {
-        self.files
+    /// The first of `files` modified after this process started.
+    fn modified_since(&self, files: &[PathBuf]) -> Option<PathBuf> {
+        files
             .iter()
             .find(|f| {
                 std::fs::metadata(f)
                     .and_then(|m| m.modified())
-                    .is_ok_and(|t| t > since)
+                    .is_ok_and(|t| t > self.since)
             })
             .cloned()
     }
 
-    /// Blocks until a wanted path changes (then returns it, once the tree is quiet), the watch
-    /// is stopped, or the watcher dies.
+    /// Blocks until a wanted path changes (then returns it, once the change settled), the
+    /// watch is stopped, or the watcher dies. Every [`INTERVAL`] it asks for newly imported
+    /// modules, however busy the directories are.
     fn wait(&mut self, events: &Events, stop: &AtomicBool, mut more: MoreFiles) -> Option<PathBuf> {
+        let mut scanned = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return None;
             }
-            match events.recv_timeout(INTERVAL) {
+            if scanned.elapsed() >= INTERVAL {
+                scanned = Instant::now();
+                let added = more().map(|files| self.add(files)).unwrap_or_default();
+                // Edited between its import and now: the directory was not watched yet.
+                if let Some(path) = self.modified_since(&added) {
+                    return Some(path);
+                }
+                continue;
+            }
+            match events.recv_timeout(INTERVAL.saturating_sub(scanned.elapsed())) {
                 Ok(Ok(event)) => {
                     if let Some(path) = self.relevant(&event) {
-                        // The first one names the change; the rest of the burst is drained.
-                        while events.recv_timeout(QUIET).is_ok() {}
+                        self.settle(events);
                         return Some(path);
                     }
                 }
                 Ok(Err(err)) => tracing::debug!("file watch: {err}"),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(files) = more() {
-                        self.add(files);
-                    }
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Waits until no relevant event came for [`QUIET`], or [`SETTLE`] passed.
+    fn settle(&self, events: &Events) {
+        let cap = Instant::now() + SETTLE;
+        let mut quiet_until = Instant::now() + QUIET;
+        loop {
+            let until = quiet_until.min(cap);
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            match events.recv_timeout(until - now) {
+                Ok(Ok(event)) if self.relevant(&event).is_some() => {
+                    quiet_until = Instant::now() + QUIET;
+                }
+                Ok(_) => {}
+                Err(_) => return,
             }
         }
     }
@@ -264,6 +330,7 @@ mod tests {
         Watch::start(
             engine,
             files,
+            Vec::new(),
             extra,
             dir,
             SystemTime::now() + Duration::from_secs(3600),
@@ -319,11 +386,13 @@ mod tests {
             let dir = tmp(&format!("glob-{engine:?}"));
             std::fs::create_dir_all(dir.join("templates/app")).unwrap();
             std::fs::write(dir.join("templates/app/page.html"), "<p>").unwrap();
+            // A module at the glob's base must not narrow its recursive watch.
+            std::fs::write(dir.join("app.py"), "").unwrap();
             let mut w = start(
                 engine,
                 &dir,
-                Vec::new(),
-                &["templates/**/*.html".to_string()],
+                vec![dir.join("app.py")],
+                &["**/*.html".to_string()],
             );
             std::thread::sleep(Duration::from_millis(600));
             std::fs::write(dir.join("templates/app/x.txt"), "no").unwrap();
@@ -337,6 +406,68 @@ mod tests {
     }
 
     #[test]
+    fn a_project_directory_sees_a_new_module_but_not_editor_lock_files() {
+        let dir = tmp("root");
+        let mut w = Watch::start(
+            ReloadEngine::Inotify,
+            Vec::new(),
+            vec![dir.clone()],
+            &[],
+            &dir,
+            SystemTime::now() + Duration::from_secs(3600),
+            Box::new(|| None),
+        )
+        .unwrap();
+        std::fs::write(dir.join(".#hello.py"), "lock").unwrap();
+        std::fs::write(dir.join("hello.py"), "x = 1\n").unwrap();
+        assert_eq!(changed(&mut w), Some(dir.join("hello.py")));
+    }
+
+    #[test]
+    fn a_busy_log_file_beside_the_code_does_not_hold_the_change_back() {
+        let dir = tmp("busy");
+        let app = dir.join("app.py");
+        std::fs::write(&app, "").unwrap();
+        let mut w = start(ReloadEngine::Inotify, &dir, vec![app.clone()], &[]);
+        let log = dir.join("app.log");
+        let writer = std::thread::spawn(move || {
+            for i in 0..100 {
+                std::fs::write(&log, format!("{i}")).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let saved = Instant::now();
+        std::fs::write(&app, "x = 2\n").unwrap();
+        assert_eq!(changed(&mut w), Some(app));
+        assert!(
+            saved.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            saved.elapsed()
+        );
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_module_found_later_and_already_edited_counts_as_changed() {
+        let dir = tmp("later");
+        let lazy = dir.join("lazy.py");
+        std::fs::write(&lazy, "").unwrap();
+        let mut found = Some(vec![lazy.clone()]);
+        let mut w = Watch::start(
+            ReloadEngine::Inotify,
+            Vec::new(),
+            Vec::new(),
+            &[],
+            &dir,
+            SystemTime::UNIX_EPOCH,
+            Box::new(move || found.take()),
+        )
+        .unwrap();
+        assert_eq!(changed(&mut w), Some(lazy));
+    }
+
+    #[test]
     fn a_file_changed_during_the_import_is_reported_at_once() {
         let dir = tmp("early");
         let f = dir.join("app.py");
@@ -344,6 +475,7 @@ mod tests {
         let mut w = Watch::start(
             ReloadEngine::Poll,
             vec![f.clone()],
+            Vec::new(),
             &[],
             &dir,
             SystemTime::UNIX_EPOCH,

@@ -331,6 +331,9 @@ impl App {
             }
             h.call(py, "post_fork", &[server, worker]);
         }
+        if settings.dev.reload.is_some() {
+            crate::dev::no_bytecode(py);
+        }
         wsgi::app::prepare(py, &settings.app)?;
         let loaded = wsgi::app::load_app(py, &settings.app).and_then(|(app, spec)| {
             let app = match settings.dev.preset {
@@ -547,7 +550,19 @@ async fn graceful_stop(
         Finish::Polite => Backlog::Leave,
         _ => Backlog::Serve,
     };
-    if how != Finish::Polite {
+    stop_serving(running, signals, timeout, backlog, how).await
+}
+
+/// Stops accepting (`backlog` says who serves what waits there), lets connections finish
+/// (`how`) within `timeout`, and gives up early on a second INT or QUIT.
+async fn stop_serving(
+    running: &mut Running,
+    signals: &mut Signals,
+    timeout: Duration,
+    backlog: Backlog,
+    how: Finish,
+) -> bool {
+    if backlog == Backlog::Serve {
         systemd::notify("STOPPING=1");
     }
     drop(running.stop_accepting(backlog).await);
@@ -766,6 +781,16 @@ fn work(
         // Already switched when the supervisor runs as the user; harmless then.
         let _ = owner.switch(py);
     }
+    // Retired for `--reload`, idle keep-alive connections close at once, so a browser's next
+    // request (which it retries on a new connection, as it does for any idle connection the
+    // server closed) meets the new code; requests in flight finish. Otherwise each keep-alive
+    // client gets one more answer.
+    let retire = match settings.dev.reload {
+        Some(_) => Finish::Prompt,
+        None => Finish::Polite,
+    };
+    let link = std::os::unix::net::UnixStream::from(link);
+    let _ = std::io::Write::write_all(&mut &link, &[Report::Loading.byte()]);
     let app = App::load(py, &settings, access, hooks, &runtime, Some(age))?;
     let mut watch = crate::dev::watch(py, &settings, app.failure.as_deref(), born);
     let urls: Vec<String> = bound.iter().map(Listener::url).collect();
@@ -780,7 +805,6 @@ fn work(
             app.failure.is_some(),
         );
     }
-    let link = std::os::unix::net::UnixStream::from(link);
     let ended = py.detach(|| {
         runtime.block_on(async {
             let _ = link.set_nonblocking(true);
@@ -818,7 +842,7 @@ fn work(
                             return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                         }
                         Sig::Hup => {
-                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Polite).await;
+                            return stop_serving(&mut running, &mut signals, timeout, Backlog::Leave, retire).await;
                         }
                         Sig::Int | Sig::Quit => {
                             app.worker_hook("worker_int");

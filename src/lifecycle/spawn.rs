@@ -26,6 +26,8 @@ const AGE_ENV: &str = "FERROCORN_WORKER_AGE";
 /// What a worker tells its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Report {
+    /// Past the configuration and the sockets, the worker imports the app now.
+    Loading,
     /// The app is loaded and the worker accepts connections.
     Ready,
     /// Still alive (sent every second).
@@ -39,6 +41,7 @@ pub(super) enum Report {
 impl Report {
     pub(super) fn byte(self) -> u8 {
         match self {
+            Report::Loading => b'L',
             Report::Ready => b'R',
             Report::Beat => b'B',
             Report::Recycle => b'M',
@@ -48,6 +51,7 @@ impl Report {
 
     pub(super) fn from_byte(b: u8) -> Option<Report> {
         match b {
+            b'L' => Some(Report::Loading),
             b'R' => Some(Report::Ready),
             b'B' => Some(Report::Beat),
             b'M' => Some(Report::Recycle),

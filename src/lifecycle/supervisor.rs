@@ -4,10 +4,9 @@
 //! reporting for `--timeout`, and replaces workers one by one on SIGHUP (a new generation; an
 //! old worker stops only once a new one is ready, so there is never nobody accepting) and on
 //! `--max-requests` (the worker asks). With `--reload` a worker reports a changed file and every
-//! worker is replaced at once: the old ones stop accepting before the new ones are ready (the
-//! kernel holds new connections meanwhile, for the new code), and each of their keep-alive
-//! clients gets one last answer with `Connection: close`, so none meets a closed connection. It
-//! runs no app code and no request ever passes through
+//! worker is replaced at once: the old ones stop accepting as soon as a new one imports (the
+//! kernel holds new connections meanwhile, for the new code) and close their idle keep-alive
+//! connections, finishing only the requests in flight. It runs no app code and no request ever passes through
 //! it; it only starts processes and reads their one-byte reports.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,6 +34,8 @@ const TICK: Duration = Duration::from_millis(250);
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 /// The longest pause between failed starts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// ... with `--reload`.
+const MAX_RELOAD_BACKOFF: Duration = Duration::from_secs(1);
 /// Reports are a second apart; a worker is never declared stuck sooner than this.
 const MIN_SILENCE: Duration = Duration::from_secs(3);
 /// How long a quick stop waits before killing workers.
@@ -78,6 +79,8 @@ struct Worker {
     age: u64,
     generation: u64,
     ready: bool,
+    /// Past its configuration: it imports the app (or already serves).
+    loading: bool,
     /// Asked for its replacement (`--max-requests`).
     retiring: bool,
     /// When it was told to stop.
@@ -97,6 +100,7 @@ impl Worker {
             age,
             generation,
             ready: false,
+            loading: false,
             retiring: false,
             stopping: None,
             heard: now,
@@ -360,7 +364,13 @@ impl Supervisor {
     fn failed_start(&mut self) {
         self.failures += 1;
         let pause = Duration::from_millis(100) * 2u32.saturating_pow(self.failures.min(10));
-        self.next_start = Instant::now() + pause.min(MAX_BACKOFF);
+        // While developing, the fix is a save away: try again soon.
+        let most = if self.stop_first {
+            MAX_RELOAD_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
+        self.next_start = Instant::now() + pause.min(most);
     }
 
     fn heard(&mut self, pid: u32, ready: bool) {
@@ -383,6 +393,12 @@ impl Supervisor {
         match ev {
             Event::Report(pid, Report::Ready) => self.heard(pid, true),
             Event::Report(pid, Report::Beat) => self.heard(pid, false),
+            Event::Report(pid, Report::Loading) => {
+                self.heard(pid, false);
+                if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
+                    w.loading = true;
+                }
+            }
             Event::Report(pid, Report::Recycle) => {
                 self.heard(pid, false);
                 if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
@@ -488,6 +504,14 @@ impl Supervisor {
             }
             self.start();
         }
+        // `--reload`: the old code stops as soon as a new worker is importing, so requests
+        // after a change wait for the new code; not before, so a new worker that cannot even
+        // start (a broken config file) leaves the old one serving.
+        let replacing =
+            self.stop_first
+                && self.workers.iter().filter(live).any(|w| {
+                    w.generation == self.generation && !w.retiring && (w.loading || w.ready)
+                });
         // Old workers stop as new ones are ready to take their place.
         let mut serving = cur_ready + old;
         let now = Instant::now();
@@ -501,7 +525,7 @@ impl Supervisor {
         // One still starting serves nobody: it goes first.
         retire.sort_by_key(|&i| (self.workers[i].ready, self.workers[i].age));
         for i in retire {
-            let eager = self.stop_first && self.workers[i].generation != generation;
+            let eager = replacing && self.workers[i].generation != generation;
             if !eager && (serving <= self.target || cur_ready == 0) {
                 continue;
             }

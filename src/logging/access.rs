@@ -207,7 +207,7 @@ fn render_compact(rec: &AccessRecord<'_>, color: bool) -> String {
         .raw_target
         .map_or_else(|| rec.uri.to_string(), str::to_string);
     let status = match (color, rec.status / 100) {
-        (false, _) => rec.status.to_string(),
+        (false, _) | (true, 1) => rec.status.to_string(),
         (true, 2) => format!("\x1b[32m{}\x1b[0m", rec.status),
         (true, 3) => format!("\x1b[36m{}\x1b[0m", rec.status),
         (true, 4) => format!("\x1b[33m{}\x1b[0m", rec.status),

@@ -35,6 +35,8 @@ pub enum AppError {
     Chdir { path: PathBuf, err: std::io::Error },
     #[error("{traceback}\nHint: the project's URLconf (or a view it imports) failed to import.")]
     Urlconf { traceback: String },
+    #[error("{traceback}\nHint: the Django settings '{settings}' (named by manage.py or DJANGO_SETTINGS_MODULE) could not be read; is Django installed in this environment?")]
+    DjangoSettings { settings: String, traceback: String },
 }
 
 /// Imports the app the settings name; returns it with its spec (for a Django project found by

@@ -15,26 +15,21 @@ use super::response::format_exception;
 /// `DJANGO_SETTINGS_MODULE` is set to it unless the environment already names one (as
 /// manage.py's `setdefault` does), and the settings' `WSGI_APPLICATION` is the app.
 pub fn app_spec(py: Python<'_>, settings: &str) -> Result<String, AppError> {
-    let failed = |module: &str| {
-        let module = module.to_string();
-        move |err: PyErr| AppError::Import {
-            module: module.clone(),
-            traceback: format_exception(py, &err).trim_end().to_string(),
-            searched: String::new(),
-        }
+    let failed = |err: PyErr| AppError::DjangoSettings {
+        settings: settings.to_string(),
+        traceback: format_exception(py, &err).trim_end().to_string(),
     };
-    py.import("os")
+    let path: Option<String> = py
+        .import("os")
         .and_then(|os| {
             os.getattr("environ")?
-                .call_method1("setdefault", ("DJANGO_SETTINGS_MODULE", settings))
+                .call_method1("setdefault", ("DJANGO_SETTINGS_MODULE", settings))?;
+            py.import("django.conf")?
+                .getattr("settings")?
+                .getattr("WSGI_APPLICATION")?
+                .extract()
         })
-        .map_err(failed(settings))?;
-    let conf = py.import("django.conf").map_err(failed("django"))?;
-    let path: Option<String> = conf
-        .getattr("settings")
-        .and_then(|s| s.getattr("WSGI_APPLICATION"))
-        .and_then(|p| p.extract())
-        .map_err(failed(settings))?;
+        .map_err(failed)?;
     Ok(match path.as_deref().and_then(|p| p.rsplit_once('.')) {
         Some((module, attr)) => format!("{module}:{attr}"),
         // Django's own fallback when the setting is None.
@@ -42,8 +37,9 @@ pub fn app_spec(py: Python<'_>, settings: &str) -> Result<String, AppError> {
     })
 }
 
-/// In `--dev`, for a Django app (settings configured): imports the URLconf now and serves
-/// static files as `runserver` does. Any other app comes back as it was.
+/// In `--dev`, for a Django app (settings configured): imports the URLconf now (when the
+/// settings name one: an app may use Django's templates or ORM alone) and serves static files
+/// as `runserver` does. Any other app comes back as it was.
 pub fn for_dev(py: Python<'_>, app: Py<PyAny>) -> Result<Py<PyAny>, AppError> {
     let configured = py
         .import("sys")
@@ -56,9 +52,17 @@ pub fn for_dev(py: Python<'_>, app: Py<PyAny>) -> Result<Py<PyAny>, AppError> {
     if !configured {
         return Ok(app);
     }
-    let urlconf = py
-        .import("django.urls")
-        .and_then(|urls| urls.call_method0("get_resolver")?.getattr("url_patterns"));
+    let has_urlconf = py
+        .import("django.conf")
+        .and_then(|c| c.getattr("settings")?.hasattr("ROOT_URLCONF"))
+        .unwrap_or(false);
+    let urlconf = match has_urlconf {
+        true => py
+            .import("django.urls")
+            .and_then(|urls| urls.call_method0("get_resolver")?.getattr("url_patterns"))
+            .map(drop),
+        false => Ok(()),
+    };
     if let Err(err) = urlconf {
         return Err(AppError::Urlconf {
             traceback: format_exception(py, &err).trim_end().to_string(),

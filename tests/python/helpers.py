@@ -532,6 +532,8 @@ class Outcome:
     body: bytes = b""
     error: str = None
     detail: str = ""
+    # Sent again on a new connection after a reused one closed before any response byte.
+    retried: bool = False
 
     @property
     def ok(self):
@@ -552,7 +554,9 @@ class Load:
 
     With ``keep_alive`` a client keeps its connection while the server keeps it open (and opens
     a new one after a ``Connection: close`` or an error); without, it opens a new connection per
-    request and sends ``Connection: close``. ``pause`` seconds between two requests of a client
+    request and sends ``Connection: close``. With ``retry_reused`` a request whose reused
+    connection closes before any response byte is sent once more on a new connection, as
+    browsers (and urllib3) do for an idempotent request; the outcome says ``retried``. ``pause`` seconds between two requests of a client
     keep the load modest.
     """
 
@@ -566,7 +570,9 @@ class Load:
         total=None,
         host="127.0.0.1",
         timeout=15.0,
+        retry_reused=False,
     ):
+        self.retry_reused = retry_reused
         self.port = port
         self.host = host
         self.path = path
@@ -602,40 +608,50 @@ class Load:
     def _client(self, index):
         conn = None
         while not self._stop.is_set() and self._claim():
-            out = Outcome(client=index, started=time.monotonic(), reused=conn is not None)
-            try:
-                if conn is None:
-                    conn = RawConnection(self.port, host=self.host, timeout=self.timeout)
-                headers = [] if self.keep_alive else [("Connection", "close")]
-                try:
-                    conn.send(conn.build("GET", self.path, headers))
-                    out.sent = time.monotonic()
-                    first = conn.file.peek(1)
-                except (ConnectionResetError, BrokenPipeError) as e:
-                    out.error, out.detail = "no-response", repr(e)
-                else:
-                    if not first:
-                        out.error, out.detail = "no-response", "closed before any response byte"
-                    else:
-                        resp = conn.read_response()
-                        out.status, out.headers, out.body = resp.status, resp.headers, resp.body
-                        if not resp.complete:
-                            out.error, out.detail = "other", "incomplete body"
-                        elif (resp.header("Connection") or "").lower() == "close":
-                            conn.close()
-                            conn = None
-            except ConnectionRefusedError as e:
-                out.error, out.detail = "refused", repr(e)
-            except (OSError, ValueError) as e:  # timeouts, resets mid-response, bad framing
-                out.error, out.detail = "other", repr(e)
-            if (out.error or not self.keep_alive) and conn is not None:
-                conn.close()
-                conn = None
+            out, conn = self._request(index, conn)
+            if out.error == "no-response" and out.reused and self.retry_reused:
+                first = out
+                out, conn = self._request(index, None)
+                out.retried, out.started = True, first.started
             self._record(out)
             if self.pause:
                 time.sleep(self.pause)
         if conn is not None:
             conn.close()
+
+    def _request(self, index, conn):
+        """One request on ``conn`` (or a new connection): the outcome, and the connection to
+        use next (``None`` once it closed)."""
+        out = Outcome(client=index, started=time.monotonic(), reused=conn is not None)
+        try:
+            if conn is None:
+                conn = RawConnection(self.port, host=self.host, timeout=self.timeout)
+            headers = [] if self.keep_alive else [("Connection", "close")]
+            try:
+                conn.send(conn.build("GET", self.path, headers))
+                out.sent = time.monotonic()
+                first = conn.file.peek(1)
+            except (ConnectionResetError, BrokenPipeError) as e:
+                out.error, out.detail = "no-response", repr(e)
+            else:
+                if not first:
+                    out.error, out.detail = "no-response", "closed before any response byte"
+                else:
+                    resp = conn.read_response()
+                    out.status, out.headers, out.body = resp.status, resp.headers, resp.body
+                    if not resp.complete:
+                        out.error, out.detail = "other", "incomplete body"
+                    elif (resp.header("Connection") or "").lower() == "close":
+                        conn.close()
+                        conn = None
+        except ConnectionRefusedError as e:
+            out.error, out.detail = "refused", repr(e)
+        except (OSError, ValueError) as e:  # timeouts, resets mid-response, bad framing
+            out.error, out.detail = "other", repr(e)
+        if (out.error or not self.keep_alive) and conn is not None:
+            conn.close()
+            conn = None
+        return out, conn
 
     # -- results --------------------------------------------------------------
 
