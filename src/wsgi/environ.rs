@@ -345,13 +345,9 @@ pub(crate) fn decode_path(path: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// The value of one hex digit.
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// `PATH_INFO` without the mount point; `None` when the path is outside it.
