@@ -13,7 +13,9 @@ use super::error::StaticError;
 
 /// The value of one hex digit.
 fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The escape `%XY` at the start of `raw`, decoded.

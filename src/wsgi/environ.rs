@@ -347,7 +347,9 @@ pub(crate) fn decode_path(path: &str) -> Cow<'_, [u8]> {
 
 /// The value of one hex digit.
 fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// `PATH_INFO` without the mount point; `None` when the path is outside it.
