@@ -6,8 +6,8 @@
 //! `--max-requests` (the worker asks). With `--reload` a worker reports a changed file and every
 //! worker is replaced at once: the old ones stop accepting as soon as a new one imports (the
 //! kernel holds new connections meanwhile, for the new code) and close their idle keep-alive
-//! connections, finishing only the requests in flight. It runs no app code and no request ever passes through
-//! it; it only starts processes and reads their one-byte reports.
+//! connections, finishing only the requests in flight. It runs no app code and no request ever
+//! passes through it; it only starts processes and reads their one-byte reports.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -64,7 +64,8 @@ pub(super) struct Supervisor {
     next_start: Instant,
     /// Whether systemd was told the server is ready.
     announced: bool,
-    /// `--reload`: old workers stop at once when a new generation starts.
+    /// `--reload`: old workers stop as soon as a worker of the new generation imports, not
+    /// once it is ready.
     stop_first: bool,
     /// A server this one started with USR2, while it runs.
     new_master: Option<u32>,
@@ -413,9 +414,7 @@ impl Supervisor {
                     .any(|w| w.pid == pid && w.generation == self.generation);
                 // Every worker of a generation sees the same change; the first report counts.
                 if current {
-                    self.generation += 1;
-                    self.failures = 0;
-                    self.next_start = Instant::now();
+                    self.new_generation();
                 }
             }
             Event::Exited(pid, status) => {
@@ -658,10 +657,15 @@ impl Supervisor {
                 h.call(py, "on_reload", &[server]);
             });
         }
+        self.new_generation();
+        systemd::notify("READY=1");
+    }
+
+    /// Every worker is to be replaced by one started from now on (HUP, or `--reload`).
+    fn new_generation(&mut self) {
         self.generation += 1;
         self.failures = 0;
         self.next_start = Instant::now();
-        systemd::notify("READY=1");
     }
 
     fn resize(&mut self, target: usize) {
