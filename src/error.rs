@@ -22,6 +22,8 @@ pub enum StartupError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
     PidFile(#[from] crate::lifecycle::PidFileError),
     #[error("Cannot open log file {path}: {err}")]
     LogFile { path: String, err: std::io::Error },
@@ -55,6 +57,7 @@ impl StartupError {
             ) => exit::ERROR,
             StartupError::App(_) => exit::APP_LOAD_ERROR,
             StartupError::Bind(_)
+            | StartupError::Tls(_)
             | StartupError::PidFile(_)
             | StartupError::LogFile { .. }
             | StartupError::Io { .. }

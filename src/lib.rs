@@ -9,7 +9,10 @@
 //! - `lifecycle`: startup and shutdown order, signals.
 //! - `dev`: `--dev` and `--reload` in a worker: the file watcher, the page served while the app
 //!   cannot be imported, the banner.
-//! - `server`: listeners, accept loops, connection tasks (no Python).
+//! - `server`: listeners, accept loops, connection tasks: TLS handshakes, HTTP/1 or HTTP/2
+//!   per connection (no Python).
+//! - `tls`: rustls server configuration from the SSL settings (certificates, keys, client
+//!   certificates, ciphers, ALPN).
 //! - `http`: the bridge between hyper and `wsgi` (and `static_files`): the request-stream
 //!   guard, service, bodies, request errors.
 //! - `wsgi`: PEP 3333 (environ, input, start_response, driving the iterable, file_wrapper).
@@ -29,6 +32,7 @@ pub mod logging;
 pub mod pool;
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod wsgi;
 
 use std::io::Write;

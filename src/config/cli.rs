@@ -414,19 +414,28 @@ pub struct Cli {
     pub proc_name: Option<String>,
 
     // ---- SSL ----
-    /// The TLS private key (PEM).
+    /// The TLS private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC). Default is the key in
+    /// `--certfile`.
     #[arg(long, value_name = "FILE", help_heading = SSL)]
     pub keyfile: Option<PathBuf>,
 
-    /// The TLS certificate chain (PEM).
+    /// The TLS certificate chain (PEM), the server's certificate first: every listener then
+    /// speaks TLS. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE", help_heading = SSL)]
     pub certfile: Option<PathBuf>,
 
-    /// Python's `ssl` protocol constant; rustls negotiates TLS 1.2 and 1.3 instead.
+    /// Python's `ssl` protocol constant, deprecated and ignored by gunicorn; see
+    /// `--tls-min-version`.
     #[arg(long, value_name = "STRING", help_heading = SSL)]
     pub ssl_version: Option<String>,
 
-    /// Whether client certificates are required: 0 none, 1 optional, 2 required. Default is 0.
+    /// The lowest TLS version accepted: `1.2` or `1.3`. Default is 1.2.
+    #[arg(long, value_name = "VERSION", default_value = "1.2", value_parser = ["1.2", "1.3"],
+          help_heading = SSL)]
+    pub tls_min_version: String,
+
+    /// Whether client certificates are asked for: 0 no, 1 optional (one that is sent must
+    /// verify), 2 required; they are checked against `--ca-certs`. Default is 0.
     #[arg(long, value_name = "INT", value_parser = cert_reqs, default_value = "0",
           help_heading = SSL)]
     pub cert_reqs: u8,
@@ -443,33 +452,49 @@ pub struct Cli {
     #[arg(long, help_heading = SSL)]
     pub do_handshake_on_connect: bool,
 
-    /// The TLS cipher suites allowed.
-    #[arg(long, value_name = "STRING", help_heading = SSL)]
+    /// The TLS cipher suites allowed, as an OpenSSL cipher list (`ECDHE+AESGCM:!aNULL`,
+    /// `ECDHE-RSA-AES256-GCM-SHA384:...`); names rustls does not implement are refused. As with
+    /// OpenSSL, TLS 1.3 suites stay allowed unless the list names one. Default is every suite
+    /// rustls offers.
+    #[arg(long, value_name = "STRING", value_parser = ciphers, help_heading = SSL)]
     pub ciphers: Option<String>,
 
     // ---- HTTP/2 ----
-    /// The HTTP versions offered, comma-separated: `h1`, `h2`. Default is `h1`.
+    /// The HTTP versions offered, comma-separated, in preference order: `h1`, `h2`. HTTP/2 is
+    /// negotiated by ALPN over TLS, or, with `--http2-cleartext`, spoken in cleartext by
+    /// trusted peers. Default is `h1`.
     #[arg(long, value_name = "STRING", value_parser = http_protocols, default_value = "h1",
           help_heading = HTTP2)]
     pub http_protocols: String,
+
+    /// Cleartext HTTP/2 (h2c): `prior-knowledge` (what the bare flag means) serves plain
+    /// connections that open with the HTTP/2 preface, from `--forwarded-allow-ips` peers only;
+    /// HTTP/1 is still served on the same port. `off` disables it. Needs `h2` in
+    /// `--http-protocols`; ignored with TLS. Default is `off`.
+    #[arg(long, value_name = "STRING", default_value = "off", num_args = 0..=1,
+          default_missing_value = "prior-knowledge", value_parser = http2_cleartext,
+          help_heading = HTTP2)]
+    pub http2_cleartext: String,
 
     /// The most concurrent streams per HTTP/2 connection. Default is 100.
     #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "100",
           help_heading = HTTP2)]
     pub http2_max_concurrent_streams: u32,
 
-    /// The initial HTTP/2 flow-control window in bytes. Default is 65535.
-    #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "65535",
+    /// The initial HTTP/2 flow-control window in bytes, per stream and per connection (at most
+    /// 2147483647). Default is 65535.
+    #[arg(long, value_name = "INT", value_parser = window_size, default_value = "65535",
           help_heading = HTTP2)]
     pub http2_initial_window_size: u32,
 
     /// The largest HTTP/2 frame payload in bytes (16384 to 16777215). Default is 16384.
-    #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "16384",
+    #[arg(long, value_name = "INT", value_parser = frame_size, default_value = "16384",
           help_heading = HTTP2)]
     pub http2_max_frame_size: u32,
 
-    /// The largest HTTP/2 header list in bytes. Default is 65536.
-    #[arg(long, value_name = "INT", value_parser = positive::<u32>, default_value = "65536",
+    /// The largest HTTP/2 header list in bytes, after HPACK decoding; 0 means no limit. Larger
+    /// requests are answered 431. Default is 65536.
+    #[arg(long, value_name = "INT", value_parser = uint::<u32>, default_value = "65536",
           help_heading = HTTP2)]
     pub http2_max_header_list_size: u32,
 }
@@ -500,7 +525,10 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
             "tmp_upload_dir",
             Support::NoEffect("gunicorn does not use it either"),
         ),
-        ("ssl_version", TLS),
+        (
+            "ssl_version",
+            Support::NoEffect("gunicorn ignores it too; use --tls-min-version"),
+        ),
         ("suppress_ragged_eofs", TLS),
         ("do_handshake_on_connect", TLS),
         ("spew", NOT_YET),
@@ -520,16 +548,6 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("dogstatsd_tags", NOT_YET),
         ("statsd_prefix", NOT_YET),
         ("enable_backlog_metric", NOT_YET),
-        ("keyfile", NOT_YET),
-        ("certfile", NOT_YET),
-        ("cert_reqs", NOT_YET),
-        ("ca_certs", NOT_YET),
-        ("ciphers", NOT_YET),
-        ("http_protocols", NOT_YET),
-        ("http2_max_concurrent_streams", NOT_YET),
-        ("http2_initial_window_size", NOT_YET),
-        ("http2_max_frame_size", NOT_YET),
-        ("http2_max_header_list_size", NOT_YET),
     ]
 };
 
@@ -584,6 +602,34 @@ fn cert_reqs(s: &str) -> Result<u8, String> {
     match uint::<u8>(s)? {
         n @ 0..=2 => Ok(n),
         _ => Err("expected 0 (none), 1 (optional) or 2 (required)".into()),
+    }
+}
+
+fn ciphers(s: &str) -> Result<String, String> {
+    super::tls::parse_ciphers(s).map(|_| s.to_string())
+}
+
+fn window_size(s: &str) -> Result<u32, String> {
+    match uint::<u32>(s)? {
+        n @ 1..=0x7fff_ffff => Ok(n),
+        _ => Err("must be between 1 and 2147483647".into()),
+    }
+}
+
+fn frame_size(s: &str) -> Result<u32, String> {
+    match uint::<u32>(s)? {
+        n @ 16_384..=16_777_215 => Ok(n),
+        _ => Err("must be between 16384 and 16777215".into()),
+    }
+}
+
+fn http2_cleartext(s: &str) -> Result<String, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        v @ ("off" | "prior-knowledge") => Ok(v.to_string()),
+        "upgrade" | "both" => Err(
+            "the HTTP/1.1 `Upgrade: h2c` mechanism is not supported; use prior-knowledge".into(),
+        ),
+        _ => Err("expected off or prior-knowledge".into()),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod python;
 pub mod render;
 pub mod sources;
 pub mod static_mount;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -147,6 +148,10 @@ pub struct ServerSettings {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// `--static` mounts, their directories canonical; empty when none.
     pub static_mounts: Vec<StaticMount>,
+    /// `--certfile`: every listener speaks TLS.
+    pub tls: Option<tls::TlsSettings>,
+    /// `h2` in `--http-protocols`.
+    pub http2: Option<tls::Http2Settings>,
 }
 
 /// gunicorn's request limits, resolved (0 and out-of-range values mapped as gunicorn maps them).
@@ -542,22 +547,67 @@ fn resolve(
         statsd_prefix: _,
         enable_backlog_metric: _,
         proc_name,
-        keyfile: _,
-        certfile: _,
+        keyfile,
+        certfile,
         ssl_version: _,
-        cert_reqs: _,
-        ca_certs: _,
+        tls_min_version,
+        cert_reqs,
+        ca_certs,
         suppress_ragged_eofs: _,
         do_handshake_on_connect: _,
-        ciphers: _,
-        http_protocols: _,
-        http2_max_concurrent_streams: _,
-        http2_initial_window_size: _,
-        http2_max_frame_size: _,
-        http2_max_header_list_size: _,
+        ciphers,
+        http_protocols,
+        http2_cleartext,
+        http2_max_concurrent_streams,
+        http2_initial_window_size,
+        http2_max_frame_size,
+        http2_max_header_list_size,
     } = cli;
 
     check_worker_class(&worker_class)?;
+    let protocols: Vec<tls::Protocol> = http_protocols
+        .split(',')
+        .map(str::trim)
+        .filter_map(|p| match p {
+            "h1" => Some(tls::Protocol::H1),
+            "h2" => Some(tls::Protocol::H2),
+            _ => None,
+        })
+        .collect();
+    let tls = resolve_tls(
+        certfile,
+        keyfile,
+        ca_certs,
+        cert_reqs,
+        ciphers.as_deref(),
+        &tls_min_version,
+        &protocols,
+    )?;
+    let http2 = protocols
+        .contains(&tls::Protocol::H2)
+        .then_some(tls::Http2Settings {
+            cleartext: http2_cleartext == "prior-knowledge" && tls.is_none(),
+            max_concurrent_streams: http2_max_concurrent_streams,
+            initial_window_size: http2_initial_window_size,
+            max_frame_size: http2_max_frame_size,
+            max_header_list_size: match http2_max_header_list_size {
+                0 => u32::MAX,
+                n => n,
+            },
+        });
+    let mut protocol_notes = Vec::new();
+    let cleartext = http2_cleartext == "prior-knowledge";
+    match (&http2, tls.is_some(), cleartext) {
+        (None, _, true) => protocol_notes
+            .push("http2_cleartext needs h2 in --http-protocols; it has no effect".to_string()),
+        (Some(_), false, false) => protocol_notes.push(
+            "HTTP/2 needs TLS (--certfile) or --http2-cleartext; serving HTTP/1.x only".to_string(),
+        ),
+        (Some(_), true, true) => protocol_notes.push(
+            "http2_cleartext has no effect with TLS: HTTP/2 is negotiated by ALPN".to_string(),
+        ),
+        _ => {}
+    }
     let mode = match (print, check_config) {
         (Some(text), _) => Mode::Print(text),
         (None, true) => Mode::Check,
@@ -660,6 +710,8 @@ fn resolve(
                 allow: AllowList::parse(&proxy_allow_ips),
             }),
             static_mounts,
+            tls,
+            http2,
             proxy: ProxySettings {
                 forwarded_allow: AllowList::parse(&forwarded_allow_ips),
                 secure_scheme_headers: secure_scheme_headers.0,
@@ -702,7 +754,7 @@ fn resolve(
             python,
             compact_access,
         },
-        notes: notes(explicit),
+        notes: notes(explicit).into_iter().chain(protocol_notes).collect(),
         hooks,
         values: Vec::new(),
         mode,
@@ -711,6 +763,56 @@ fn resolve(
             reload,
         },
     })
+}
+
+/// The SSL section, resolved: `None` without `--certfile`.
+fn resolve_tls(
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    ca_certs: Option<PathBuf>,
+    cert_reqs: u8,
+    ciphers: Option<&str>,
+    min_version: &str,
+    protocols: &[tls::Protocol],
+) -> Result<Option<tls::TlsSettings>, ConfigError> {
+    let invalid = |name: &str, value: &str, reason: &str| ConfigError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    let Some(certfile) = certfile else {
+        return match keyfile {
+            Some(key) => Err(invalid(
+                "keyfile",
+                &key.display().to_string(),
+                "it needs --certfile",
+            )),
+            None => Ok(None),
+        };
+    };
+    let client_auth = tls::ClientAuth::from_cert_reqs(cert_reqs);
+    if client_auth != tls::ClientAuth::None && ca_certs.is_none() {
+        return Err(invalid(
+            "cert_reqs",
+            &cert_reqs.to_string(),
+            "client certificates need --ca-certs to be verified against",
+        ));
+    }
+    let ciphers = ciphers
+        .map(|c| tls::parse_ciphers(c).map_err(|reason| invalid("ciphers", c, &reason)))
+        .transpose()?;
+    Ok(Some(tls::TlsSettings {
+        keyfile: keyfile.unwrap_or_else(|| certfile.clone()),
+        certfile,
+        ca_certs,
+        client_auth,
+        ciphers,
+        min_version: match min_version {
+            "1.3" => tls::TlsVersion::V1_3,
+            _ => tls::TlsVersion::V1_2,
+        },
+        alpn: protocols.to_vec(),
+    }))
 }
 
 /// The settings module a Django project's `manage.py` names

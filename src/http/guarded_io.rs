@@ -1,6 +1,8 @@
 //! The connection's byte stream with the `guard` in front of hyper's reads. Writes pass
 //! straight through, but a client that stops reading for `send_timeout` is cut off, so it
-//! cannot hold a response (and the pool thread streaming it) forever.
+//! cannot hold a response (and the pool thread streaming it) forever. An HTTP/2 connection
+//! keeps the write timeout and the lingering close but reads unguarded (`unguarded`): the guard
+//! knows HTTP/1 framing only.
 
 use std::future::Future;
 use std::io;
@@ -54,6 +56,8 @@ pub struct GuardedIo<S> {
     /// Set once our side is shut: what the client still sends is read and dropped until it
     /// closes too, or `LINGER` passes.
     lingering: Option<Linger>,
+    /// Reads pass straight through (HTTP/2).
+    bypass: bool,
 }
 
 /// A lingering close (RFC 9112 9.6): closing with the client's bytes unread makes the kernel
@@ -84,7 +88,20 @@ impl<S> GuardedIo<S> {
             send_timeout,
             stalled: None,
             lingering: None,
+            bypass: false,
         }
+    }
+
+    /// Reads pass straight through; for protocols the guard does not know (HTTP/2).
+    pub fn unguarded(inner: S, send_timeout: Option<Duration>) -> GuardedIo<S> {
+        let mut io = GuardedIo::new(
+            inner,
+            Limits::default(),
+            Arc::new(Notes::default()),
+            send_timeout,
+        );
+        io.bypass = true;
+        io
     }
 
     /// Passes a write's outcome on, failing it once the client has not taken a byte for
@@ -117,6 +134,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.bypass {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         loop {
             if !this.out.is_empty() {
                 let n = this.out.len().min(buf.remaining());

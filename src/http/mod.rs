@@ -14,6 +14,7 @@ mod static_reply;
 pub mod worker;
 
 pub use guarded_io::GuardedIo;
+pub use response_body::ResponseBody;
 pub use service::{AppService, Budget, ConnMeta, Shared};
 pub use static_reply::StaticSite;
 pub use worker::WsgiWorker;

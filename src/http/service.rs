@@ -15,7 +15,7 @@ use hyper::ext::ReasonPhrase;
 use tokio::runtime::Handle;
 
 use super::error::RequestError;
-use super::guard::Notes;
+use super::guard::{Limits, Notes, Reject};
 use super::request_body::{IncomingReader, PREREAD};
 use super::response_body::ResponseBody;
 use super::static_reply::StaticSite;
@@ -80,38 +80,99 @@ pub enum ConnMeta {
     },
 }
 
+/// What a TLS connection tells the app, once its handshake is done.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPeer {
+    /// The client's certificate (PEM), when it sent one.
+    pub client_cert: Option<String>,
+}
+
 /// The service hyper calls for each request on one connection.
 #[derive(Clone)]
 pub struct AppService {
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     notes: Arc<Notes>,
+    /// On an HTTP/2 connection, the request limits the HTTP/1 guard enforces elsewhere.
+    h2: Option<Limits>,
 }
 
 impl AppService {
-    pub fn new(shared: Arc<Shared>, meta: &ConnMeta, notes: Arc<Notes>) -> AppService {
+    pub fn new(
+        shared: Arc<Shared>,
+        meta: &ConnMeta,
+        tls: Option<TlsPeer>,
+        notes: Arc<Notes>,
+    ) -> AppService {
+        let url_scheme = match tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        let client_cert = tls.and_then(|t| t.client_cert);
         let conn = match meta {
             ConnMeta::Tcp { peer, local } => ConnInfo {
                 remote_addr: peer.ip().to_canonical().to_string(),
                 remote_port: peer.port().to_string(),
                 server_name: local.ip().to_canonical().to_string(),
                 server_port: local.port().to_string(),
-                url_scheme: "http",
+                url_scheme,
+                client_cert,
             },
             ConnMeta::Unix { path } => ConnInfo {
                 remote_addr: String::new(),
                 remote_port: String::new(),
                 server_name: path.clone(),
                 server_port: String::new(),
-                url_scheme: "http",
+                url_scheme,
+                client_cert,
             },
         };
         AppService {
             shared,
             conn: Arc::new(conn),
             notes,
+            h2: None,
         }
     }
+
+    /// For an HTTP/2 connection: each request is checked against `limits` and given an
+    /// HTTP/1-shaped head (`Host` from `:authority`, an origin-form target).
+    pub fn http2(mut self, limits: Limits) -> AppService {
+        self.h2 = Some(limits);
+        self
+    }
+}
+
+/// Checks an HTTP/2 request against gunicorn's request limits (hyper's HTTP/2 side enforces
+/// the header-list size, the frame size and the stream count) and reshapes its head as the
+/// rest of the server expects it: `:authority` becomes `Host` (it takes precedence, RFC 9113
+/// 8.3.1, as in gunicorn) and the target its path and query.
+fn http2_head(req: &mut Request<Incoming>, limits: &Limits) -> Result<(), Reject> {
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > limits.request_line {
+        return Err(Reject::LineTooLong);
+    }
+    if req.headers().len() > limits.fields {
+        return Err(Reject::FieldsTooLarge("too many header fields"));
+    }
+    // As on HTTP/1: name, ": ", value and CRLF.
+    if req
+        .headers()
+        .iter()
+        .any(|(n, v)| n.as_str().len() + v.len() + 4 > limits.field_size)
+    {
+        return Err(Reject::FieldsTooLarge("header field too long"));
+    }
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    if let Some(authority) = authority {
+        if let Ok(host) = http::HeaderValue::from_str(&authority) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = http::Uri::from(pq);
+    }
+    Ok(())
 }
 
 impl hyper::service::Service<Request<Incoming>> for AppService {
@@ -119,9 +180,13 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
     type Error = Infallible;
     type Future = Respond;
 
-    fn call(&self, req: Request<Incoming>) -> Respond {
+    fn call(&self, mut req: Request<Incoming>) -> Respond {
         let note = self.notes.next_head();
-        if let Some(reject) = note.reject {
+        let reject = match &self.h2 {
+            Some(limits) => http2_head(&mut req, limits).err(),
+            None => note.reject,
+        };
+        if let Some(reject) = reject {
             let resp = RequestError::from(reject).into_response();
             return Respond(Box::pin(async move { resp }));
         }

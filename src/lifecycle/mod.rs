@@ -109,11 +109,19 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         h.call(py, "on_starting", &[server]);
     }
 
+    if let Some(tls) = &settings.server.tls {
+        // Refused before binding, whoever serves: a bad file is a configuration error.
+        crate::tls::load(tls)?;
+    }
     let (runtime, signals) = runtime()?;
     let bound = listen(py, &settings, inherited.fds.as_deref(), owner.as_ref())?;
     let pid = std::process::id();
     for b in &bound {
-        tracing::info!("Listening at: {} ({pid})", b.url());
+        let scheme = match settings.server.tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        tracing::info!("Listening at: {} ({pid})", b.url_with(scheme));
     }
     tracing::info!("Using worker: threads");
     if let Some(owner) = &owner {
@@ -324,6 +332,14 @@ impl App {
         let pid = std::process::id();
         let worker_process = worker.is_some();
         let age = worker.unwrap_or(1);
+        // Each process reads the certificate files as it starts, so a SIGHUP's new processes
+        // serve the files as they are then.
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::load)
+            .transpose()?;
         if let Some(h) = &hooks {
             let (server, worker) = (h.server(py, 1), h.worker(py, pid, age));
             if !worker_process {
@@ -446,6 +462,9 @@ impl App {
             max_connections: settings.server.worker_connections,
             proxy_protocol: settings.server.proxy_protocol.clone(),
             send_timeout: settings.pool.timeout,
+            tls,
+            http2: settings.server.http2,
+            h2c_allow: settings.server.proxy.forwarded_allow.clone(),
         };
         Ok(App {
             pool,

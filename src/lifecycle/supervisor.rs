@@ -626,6 +626,11 @@ impl Supervisor {
         let reloaded = Python::attach(|py| {
             let settings = crate::config::load(py, argv, &crate::config::Env::from_process())
                 .map_err(|e| e.to_string())?;
+            // New workers would fail on a certificate that does not load; the old ones keep
+            // serving the old certificate instead.
+            if let Some(tls) = &settings.server.tls {
+                crate::tls::load(tls).map_err(|e| e.to_string())?;
+            }
             let hooks = Hooks::new(py, &settings).map_err(|e| e.to_string())?;
             Ok::<_, String>((settings, hooks))
         });

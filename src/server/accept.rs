@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -18,15 +17,23 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::proxy_protocol::{self, Proxied, Rewind};
+use super::proxy_protocol::{self, Proxied};
 use super::{Bound, Finish, Kind};
-use crate::config::ProxyProtocol;
-use crate::http::guard::{Limits, Notes};
-use crate::http::{AppService, ConnMeta, GuardedIo, Shared};
+use crate::config::{AllowList, ProxyProtocol};
+use crate::http::guard::Limits;
+use crate::http::{ConnMeta, Shared};
 
 /// What every accept loop and connection task shares.
 pub(super) struct Ctx {
     pub http: hyper::server::conn::http1::Builder,
+    /// HTTP/2 connections, when `h2` is in `--http-protocols`.
+    pub h2: Option<hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>>,
+    /// Every connection starts with a TLS handshake (`--certfile`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Peers that may open a cleartext connection with the HTTP/2 preface.
+    pub h2c: Option<AllowList>,
+    /// How long a connection may stay idle (the keep-alive, or the head wait without it).
+    pub idle: Duration,
     pub shared: Arc<Shared>,
     pub limits: Limits,
     /// Says when and how connections should finish and close.
@@ -191,7 +198,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Resolves with how connections are to finish, once they are.
-async fn finishing(stop: &mut watch::Receiver<Finish>) -> Finish {
+pub(super) async fn finishing(stop: &mut watch::Receiver<Finish>) -> Finish {
     let stopping = stop.wait_for(|f| *f != Finish::No).await.is_ok();
     if !stopping {
         std::future::pending::<()>().await;
@@ -246,30 +253,5 @@ async fn connection<S>(
         }
         _ => BytesMut::new(),
     };
-    let stream = Rewind::new(replay, stream);
-    let mut stop = ctx.stop.clone();
-    let notes = Arc::new(Notes::default());
-    let service = AppService::new(ctx.shared.clone(), &meta, notes.clone());
-    let io = GuardedIo::new(stream, ctx.limits, notes.clone(), ctx.send_timeout);
-    let conn = ctx.http.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        how = finishing(&mut stop) => {
-            // Every answer from now on says `Connection: close`. A client that connected but
-            // has not sent its request yet still gets its answer (hyper would close such a
-            // connection as idle), and so, when the finish is polite, does an idle keep-alive
-            // client's next request: nobody races the close. Both waits are bounded by the
-            // header-read timeout.
-            notes.close_after_response();
-            if how == Finish::Prompt && notes.requests() > 0 {
-                // Idle connections close now; a request in flight is answered first.
-                conn.as_mut().graceful_shutdown();
-            }
-            conn.await
-        }
-    };
-    if let Err(err) = result {
-        tracing::debug!(cause = %err, "connection ended with an error");
-    }
+    super::conn::serve(stream, replay, meta, &ctx).await;
 }

@@ -33,8 +33,13 @@ pub enum Kind {
 impl Bound {
     /// `http://127.0.0.1:8000` or `unix:/run/app.sock`, as the `Listening at:` line shows it.
     pub fn url(&self) -> String {
+        self.url_with("http")
+    }
+
+    /// The same with `scheme` for a TCP listener (`https` with TLS, as gunicorn logs it).
+    pub fn url_with(&self, scheme: &str) -> String {
         match &self.kind {
-            Kind::Tcp(addr) => format!("http://{addr}"),
+            Kind::Tcp(addr) => format!("{scheme}://{addr}"),
             Kind::Unix(path) => format!("unix:{}", path.display()),
         }
     }

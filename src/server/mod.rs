@@ -4,13 +4,14 @@
 //! once and busy ones finish their request, bounded by the graceful timeout. No Python here.
 
 mod accept;
+mod conn;
 pub mod listener;
 mod proxy_protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -42,6 +43,12 @@ pub struct ConnOptions {
     pub proxy_protocol: Option<crate::config::ProxyProtocol>,
     /// How long a client may leave a response unread before it is cut off (`--timeout`).
     pub send_timeout: Option<Duration>,
+    /// TLS on every listener (`--certfile`), already loaded.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 (`h2` in `--http-protocols`).
+    pub http2: Option<crate::config::tls::Http2Settings>,
+    /// Peers trusted to speak cleartext HTTP/2 (`--forwarded-allow-ips`).
+    pub h2c_allow: crate::config::AllowList,
 }
 
 /// A server accepting connections on its listeners.
@@ -94,12 +101,32 @@ pub fn start(
         // A client may shut its write side after the request and still wait for the answer.
         .half_close(true);
 
+    let idle = opts.keepalive.unwrap_or(Duration::from_secs(30));
+    let h2 = opts.http2.map(|h2| {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .initial_stream_window_size(h2.initial_window_size)
+            .initial_connection_window_size(h2.initial_window_size)
+            .max_frame_size(h2.max_frame_size)
+            .max_header_list_size(h2.max_header_list_size);
+        b
+    });
+    let h2c = opts
+        .http2
+        .filter(|h2| h2.cleartext && opts.tls.is_none())
+        .map(|_| opts.h2c_allow.clone());
+
     let (accept_stop, accept_rx) = watch::channel(false);
     let (conn_stop, conn_rx) = watch::channel(Finish::No);
     // Every connection task holds a clone; when the last is dropped, the drain is over.
     let (drain_tx, drain) = mpsc::channel::<()>(1);
     let ctx = Arc::new(accept::Ctx {
         http,
+        h2,
+        tls: opts.tls.map(tokio_rustls::TlsAcceptor::from),
+        h2c,
+        idle,
         shared,
         limits: opts.limits,
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),

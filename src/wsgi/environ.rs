@@ -251,6 +251,13 @@ pub(super) fn build<'py>(
     env.set_item(intern!(py, "REMOTE_ADDR"), conn.remote_addr.as_str())?;
     env.set_item(intern!(py, "REMOTE_PORT"), conn.remote_port.as_str())?;
     env.set_item(intern!(py, "wsgi.url_scheme"), review.scheme)?;
+    // The connection's own TLS, as Apache's mod_ssl and nginx's fastcgi params say it.
+    if conn.url_scheme == "https" {
+        env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+        if let Some(cert) = &conn.client_cert {
+            env.set_item(intern!(py, "SSL_CLIENT_CERT"), cert)?;
+        }
+    }
     if let Some(forwarded) = &review.script_name {
         env.set_item(intern!(py, "SCRIPT_NAME"), forwarded)?;
     }
@@ -511,6 +518,7 @@ mod tests {
             server_name: "s".into(),
             server_port: "80".into(),
             url_scheme: "http",
+            client_cert: None,
         }
     }
 

@@ -59,8 +59,10 @@ pub struct ConnInfo {
     /// `SERVER_NAME` / `SERVER_PORT` when the request has no `Host` header: the listener.
     pub server_name: String,
     pub server_port: String,
-    /// `wsgi.url_scheme`.
+    /// `wsgi.url_scheme`: `https` on a TLS connection.
     pub url_scheme: &'static str,
+    /// The TLS client's certificate (PEM), when it sent one: `SSL_CLIENT_CERT`.
+    pub client_cert: Option<String>,
 }
 
 impl ConnInfo {

@@ -236,19 +236,20 @@ class Server:
 
     @property
     def tcp_addresses(self):
-        return [a for a in self.addresses if a.startswith("http://")]
+        return [a for a in self.addresses if a.startswith(("http://", "https://"))]
 
     @property
     def host(self):
-        return re.match(r"http://(\[.*\]|[^:]+):(\d+)$", self.tcp_addresses[0]).group(1)
+        return re.match(r"https?://(\[.*\]|[^:]+):(\d+)$", self.tcp_addresses[0]).group(1)
 
     @property
     def port(self):
-        return int(re.match(r"http://(\[.*\]|[^:]+):(\d+)$", self.tcp_addresses[0]).group(2))
+        return int(re.match(r"https?://(\[.*\]|[^:]+):(\d+)$", self.tcp_addresses[0]).group(2))
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        scheme = self.tcp_addresses[0].split(":", 1)[0]
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def pid(self):

@@ -92,6 +92,9 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             max_connections: 1000,
             proxy_protocol: None,
             send_timeout: None,
+            tls: None,
+            http2: None,
+            h2c_allow: config::AllowList::parse("127.0.0.1"),
         };
         rt.block_on(server::serve(bound, shared, opts, async {
             rx.await.unwrap_or(Stop::Quick)
