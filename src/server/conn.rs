@@ -31,6 +31,9 @@ use crate::http::{AppService, ConnMeta, GuardedIo};
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 
+/// How long an idle HTTP/2 connection may take to close once told to.
+const GOAWAY_WAIT: Duration = Duration::from_secs(5);
+
 /// What a client with prior knowledge sends first (RFC 9113 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -164,7 +167,12 @@ async fn http2<S>(
         }
         () = activity.idle(ctx.idle) => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            // hyper waits for the client's answer to a PING before the final GOAWAY; a client
+            // that never answers is not waited for long.
+            match tokio::time::timeout(GOAWAY_WAIT, conn).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
         }
     };
     if let Err(err) = result {
