@@ -131,7 +131,9 @@ def test_a_streamed_response_and_a_post_body_arrive_whole(server_factory, tmp_pa
 
 
 def h2load(*args):
-    out = subprocess.run(["h2load", *args], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["h2load", *args], capture_output=True, text=True, timeout=120, check=False
+    )
     text = out.stdout
     done = re.search(
         r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
@@ -166,7 +168,11 @@ def test_the_settings_frame_carries_the_http2_limits(server_factory):
         ],
     )  # fmt: skip
     out = subprocess.run(
-        ["nghttp", "-nv", f"{server.url}/fixed"], capture_output=True, text=True, timeout=30
+        ["nghttp", "-nv", f"{server.url}/fixed"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     settings = out.stdout.split("recv SETTINGS", 1)[1].split("send SETTINGS")[0]
     assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7" in settings
