@@ -125,6 +125,33 @@ fn raw_values(
         return Ok((on == flag_means).then(Vec::new));
     }
     if value.is_instance_of::<PyBool>() {
+        // An option whose bare flag means something (`--http2-cleartext`, `--proxy-protocol`):
+        // True is the bare flag, False the default (gunicorn reads `http2_cleartext = True`
+        // so).
+        if let (Some(long), true) = (
+            arg.get_long(),
+            arg.get_num_args().is_some_and(|n| n.min_values() == 0),
+        ) {
+            // clap does not show an option's bare-flag value; parsing the bare flag does.
+            let flag = format!("--{long}");
+            let values = match python_bool(value)? {
+                true => clap::Command::new("x")
+                    .arg(arg.clone())
+                    .try_get_matches_from(["x", flag.as_str()])
+                    .ok()
+                    .and_then(|m| {
+                        let raw = m.get_raw(arg.get_id().as_str())?;
+                        Some(raw.map(|v| v.to_string_lossy().into_owned()).collect())
+                    })
+                    .unwrap_or_default(),
+                false => arg
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            return Ok(Some(values));
+        }
         return Err("expected a value, not True or False".into());
     }
     if name == "logconfig_dict" {

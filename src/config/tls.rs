@@ -337,7 +337,10 @@ mod tests {
     fn aliases_intersections_and_exclusions() {
         // As in OpenSSL, aliases like CHACHA20 leave TLS 1.3 suites alone.
         let l = parse_ciphers("HIGH:!aNULL:!MD5:!CHACHA20").unwrap();
-        assert_eq!(l.0, vec![0x1302, 0x1301, 0x1303, 0xC02C, 0xC02B, 0xC030, 0xC02F]);
+        assert_eq!(
+            l.0,
+            vec![0x1302, 0x1301, 0x1303, 0xC02C, 0xC02B, 0xC030, 0xC02F]
+        );
         let l = parse_ciphers("HIGH:!TLS_CHACHA20_POLY1305_SHA256").unwrap();
         assert!(!l.0.contains(&0x1303));
         let l = parse_ciphers("ECDHE+AESGCM+aRSA").unwrap();

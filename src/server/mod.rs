@@ -1,7 +1,8 @@
-//! Accepting connections and speaking HTTP/1.1 on them with hyper. `serve` takes bound
-//! listeners, the shared service state and a stop signal, which is what tests drive too. Each
-//! connection runs in its own task; on a graceful stop, idle keep-alive connections close at
-//! once and busy ones finish their request, bounded by the graceful timeout. No Python here.
+//! Accepting connections and speaking HTTP on them with hyper. `serve` takes bound listeners,
+//! the shared service state and a stop signal, which is what tests drive too. Each connection
+//! runs in its own task (`conn`: the TLS handshake, then HTTP/1.x or HTTP/2); on a graceful
+//! stop, idle keep-alive connections close at once and busy ones finish their request (HTTP/2
+//! ones get GOAWAY and finish their streams), bounded by the graceful timeout. No Python here.
 
 mod accept;
 mod conn;

@@ -257,3 +257,11 @@ def test_an_idle_http2_connection_gets_goaway_after_the_keep_alive(server_factor
     assert kinds[0] == 4, kinds  # the server's SETTINGS
     assert 7 in kinds, kinds  # GOAWAY, then the close
     assert 0.9 < waited < 10
+
+
+def test_http2_cleartext_true_in_a_config_file_means_prior_knowledge(server_factory, tmp_path):
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text('http_protocols = "h1,h2"\nhttp2_cleartext = True\n')
+    server = server_factory("wsgi_apps", ["-c", str(conf)])
+    _, version, code = curl("--http2-prior-knowledge", f"{server.url}/echo")
+    assert (version, code) == ("2", 200)
