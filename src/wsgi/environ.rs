@@ -300,6 +300,19 @@ pub(super) fn build<'py>(
     Ok(Ok(env))
 }
 
+/// One request's environ exactly as `serve` builds it (with `wsgi.input` left `None`), for the
+/// criterion benchmarks in `benches/micro/`, which measure it apart from hyper and the app.
+#[doc(hidden)]
+pub fn build_for_bench<'py>(
+    py: Python<'py>,
+    statics: &Statics,
+    parts: &Parts,
+    conn: &ConnInfo,
+) -> PyResult<Bound<'py, PyDict>> {
+    build(py, statics, parts, None, conn, py.None().into_bound(py))?
+        .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))
+}
+
 /// Where a request header goes in the environ.
 #[derive(Debug, PartialEq)]
 enum HeaderKey {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
-pub use environ::{HeaderPolicy, Keep, Statics};
+pub use environ::{build_for_bench, HeaderPolicy, Keep, Statics};
 pub use response::{serve, Served};
 
 use pyo3::prelude::*;
