@@ -103,7 +103,10 @@ pub struct StatsdSettings {
 /// Where StatsD datagrams go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatsdAddr {
-    Udp { host: String, port: u16 },
+    Udp {
+        host: String,
+        port: u16,
+    },
     /// A Unix datagram socket.
     Unix(PathBuf),
 }
@@ -121,7 +124,10 @@ impl StatsdAddr {
                 port,
             });
         }
-        if let Some(path) = s.strip_prefix("unix://").or_else(|| s.strip_prefix("unix:")) {
+        if let Some(path) = s
+            .strip_prefix("unix://")
+            .or_else(|| s.strip_prefix("unix:"))
+        {
             return match path {
                 "" => Err("empty unix socket path".into()),
                 _ => Ok(StatsdAddr::Unix(PathBuf::from(path))),
@@ -674,10 +680,8 @@ fn resolve(
     } else {
         loglevel
     };
-    let compact_access = dev
-        && !given("accesslog")
-        && !given("access_log_format")
-        && !given("access_log_json");
+    let compact_access =
+        dev && !given("accesslog") && !given("access_log_format") && !given("access_log_json");
     // A browser fetches a page's assets in parallel, and runserver is threaded.
     let threads = if dev && !given("threads") { 4 } else { threads };
 
@@ -1170,7 +1174,10 @@ mod tests {
             host: h.into(),
             port: p,
         };
-        assert_eq!(StatsdAddr::parse("localhost:9125"), Ok(udp("localhost", 9125)));
+        assert_eq!(
+            StatsdAddr::parse("localhost:9125"),
+            Ok(udp("localhost", 9125))
+        );
         assert_eq!(StatsdAddr::parse("Stats"), Ok(udp("stats", 8125)));
         assert_eq!(StatsdAddr::parse("[::1]:9"), Ok(udp("::1", 9)));
         assert_eq!(StatsdAddr::parse("unix:8125"), Ok(udp("unix", 8125)));

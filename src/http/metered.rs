@@ -46,10 +46,9 @@ impl Drop for Meter {
     fn drop(&mut self) {
         match self.status {
             0 => self.metrics.request_abandoned(),
-            status => {
-                self.metrics
-                    .request_done(status, self.bytes, self.received.elapsed())
-            }
+            status => self
+                .metrics
+                .request_done(status, self.bytes, self.received.elapsed()),
         }
     }
 }

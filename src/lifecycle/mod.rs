@@ -884,11 +884,7 @@ fn work(
     let metrics = observe.registry(&settings);
     let app = App::load(py, &settings, access, hooks, &runtime, Some(age), metrics)?;
     // The supervisor serves `--metrics-bind` from what its workers send.
-    let snapshots = settings
-        .metrics
-        .bind
-        .as_ref()
-        .and(app.metrics.clone());
+    let snapshots = settings.metrics.bind.as_ref().and(app.metrics.clone());
     let mut watch = crate::dev::watch(py, &settings, app.failure.as_deref(), born);
     let urls: Vec<String> = bound.iter().map(Listener::url).collect();
     let mut running = app.serve(&runtime, bound)?;

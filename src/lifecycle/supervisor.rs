@@ -579,10 +579,7 @@ impl Supervisor {
             self.stop_worker(i, now);
             serving -= 1;
         }
-        let serving = self
-            .workers
-            .iter()
-            .any(|w| w.ready && w.stopping.is_none());
+        let serving = self.workers.iter().any(|w| w.ready && w.stopping.is_none());
         HEALTH.set(match serving {
             true => Readiness::Ready,
             false => Readiness::Starting,

@@ -625,19 +625,16 @@ mod tests {
 
     #[test]
     fn a_json_shaped_format_escapes_atoms_as_json() {
-        let log = AccessLog::new(r#"{"ua": "%(a)s", "s": %(s)s, "x": "%({x}i)s"}"#, Sink::Stdout);
+        let log = AccessLog::new(
+            r#"{"ua": "%(a)s", "s": %(s)s, "x": "%({x}i)s"}"#,
+            Sink::Stdout,
+        );
         let uri: Uri = "/".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("user-agent", r#"a"b\c"#.parse().unwrap());
-        headers.insert(
-            "x",
-            http::HeaderValue::from_bytes(b"\xe9t\xe9\tz").unwrap(),
-        );
+        headers.insert("x", http::HeaderValue::from_bytes(b"\xe9t\xe9\tz").unwrap());
         let line = log.render(&record(&uri, &headers));
-        assert_eq!(
-            line,
-            r#"{"ua": "a\"b\\c", "s": 200, "x": "été\tz"}"#
-        );
+        assert_eq!(line, r#"{"ua": "a\"b\\c", "s": 200, "x": "été\tz"}"#);
     }
 
     #[test]
@@ -651,7 +648,10 @@ mod tests {
             ..record(&uri, &headers)
         };
         let line = log.render(&rec);
-        assert!(line.starts_with(r#"{"remote_addr":"10.0.0.1","time":""#), "{line}");
+        assert!(
+            line.starts_with(r#"{"remote_addr":"10.0.0.1","time":""#),
+            "{line}"
+        );
         assert!(
             line.contains(
                 r#""request":"GET /p%20q?a=1 HTTP/1.1","method":"GET","path":"/p q","query":"a=1","protocol":"HTTP/1.1","status":200,"bytes":13,"referer":"http://x/\"","user_agent":null,"user":null,"duration_s":0.001500,"duration_us":1500,"pid":"#

@@ -245,9 +245,8 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     use tracing_subscriber::layer::Layer as _;
-    crate::metrics::statsd::global().map(|s| {
-        StatsdLogs(s.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN)
-    })
+    crate::metrics::statsd::global()
+        .map(|s| StatsdLogs(s.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN))
 }
 
 /// Counts error-log lines in StatsD as gunicorn's `Statsd` logger does: `log.exception` for an

@@ -245,7 +245,10 @@ mod tests {
         agg.update(1, sample());
         agg.update(2, sample());
         let both = agg.snapshot();
-        assert_eq!((both.requests(), both.in_flight, both.processes), (12, 4, 2));
+        assert_eq!(
+            (both.requests(), both.in_flight, both.processes),
+            (12, 4, 2)
+        );
         agg.retire(1);
         agg.worker_restarted();
         let one = agg.snapshot();

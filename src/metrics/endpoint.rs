@@ -106,8 +106,12 @@ fn answer(endpoint: &Endpoint, method: &Method, path: &str) -> Response<Full<Byt
         "/health" => text(StatusCode::OK, "ok\n", "text/plain"),
         _ => match endpoint.health.get() {
             Readiness::Ready => text(StatusCode::OK, "ready\n", "text/plain"),
-            Readiness::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n", "text/plain"),
-            Readiness::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n", "text/plain"),
+            Readiness::Starting => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n", "text/plain")
+            }
+            Readiness::Draining => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n", "text/plain")
+            }
         },
     }
 }
@@ -138,13 +142,22 @@ mod tests {
         };
         let status = |m: &Method, p: &str| answer(&endpoint, m, p).status();
         assert_eq!(status(&Method::GET, "/health"), StatusCode::OK);
-        assert_eq!(status(&Method::GET, "/ready"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&Method::GET, "/ready"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         endpoint.health.set(Readiness::Ready);
         assert_eq!(status(&Method::GET, "/ready"), StatusCode::OK);
         endpoint.health.set(Readiness::Draining);
-        assert_eq!(status(&Method::HEAD, "/ready"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&Method::HEAD, "/ready"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(status(&Method::GET, "/metrics"), StatusCode::OK);
-        assert_eq!(status(&Method::POST, "/metrics"), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            status(&Method::POST, "/metrics"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         assert_eq!(status(&Method::GET, "/"), StatusCode::NOT_FOUND);
     }
 }

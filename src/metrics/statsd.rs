@@ -31,7 +31,10 @@ const UNIX_DATAGRAM: usize = 8192;
 #[derive(Debug, Clone, Copy)]
 enum Stat {
     /// One request answered: its duration, `requests` and `request.status.<code>`.
-    Request { status: u16, elapsed: Duration },
+    Request {
+        status: u16,
+        elapsed: Duration,
+    },
     Count(&'static str),
     Gauge(&'static str, u64),
     Histogram(&'static str, u64),
@@ -77,9 +80,12 @@ impl Statsd {
         let out = match &cfg.addr {
             StatsdAddr::Udp { host, port } => {
                 use std::net::ToSocketAddrs;
-                let addr = (host.as_str(), *port).to_socket_addrs()?.next().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-                })?;
+                let addr = (host.as_str(), *port)
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+                    })?;
                 let local: std::net::SocketAddr = match addr {
                     std::net::SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
                     std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
