@@ -346,7 +346,7 @@ impl Supervisor {
                     }
                     Frame::Snapshot(s) => {
                         if let Some(a) = &aggregate {
-                            a.update(pid, s);
+                            a.update(pid, *s);
                         }
                     }
                 });

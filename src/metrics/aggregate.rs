@@ -95,7 +95,7 @@ fn decode(payload: &[u8]) -> Option<Snapshot> {
 pub enum Frame {
     /// A one-byte report.
     Byte(u8),
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
 }
 
 /// Splits what is read from a link into frames, whatever the read boundaries.
@@ -127,7 +127,7 @@ impl Frames {
                 break;
             };
             if let Some(s) = decode(payload) {
-                out(Frame::Snapshot(s));
+                out(Frame::Snapshot(Box::new(s)));
             }
             at += 5 + len;
         }
@@ -231,7 +231,7 @@ mod tests {
                 got,
                 [
                     Frame::Byte(b'R'),
-                    Frame::Snapshot(sample()),
+                    Frame::Snapshot(Box::new(sample())),
                     Frame::Byte(b'B')
                 ],
                 "split at {split}"
