@@ -21,6 +21,8 @@
 //! - `pool`: the Python thread pool, its GIL-aware queue, and the watchdog (`--timeout`,
 //!   replacing stuck threads and threads waiting on slow clients).
 //! - `logging`: gunicorn-style error and access logs, or Python's `logging` when configured.
+//! - `metrics`: the counters the server keeps about itself (no Python): Prometheus text on
+//!   `--metrics-bind` with liveness and readiness, a supervisor's sum of its workers, StatsD.
 //! - `error`: startup failures and exit statuses.
 
 pub mod config;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod static_files;

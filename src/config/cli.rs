@@ -333,10 +333,17 @@ pub struct Cli {
     #[arg(long, help_heading = LOGGING)]
     pub disable_redirect_access_to_syslog: bool,
 
-    /// The access log format, with gunicorn's atoms (`%(h)s`, `%(r)s`, `%({header}i)s`, ...).
-    #[arg(long = "access-logformat", value_name = "STRING",
+    /// The access log format, with gunicorn's atoms (`%(h)s`, `%(r)s`, `%({header}i)s`, ...);
+    /// `json` writes one JSON object per line (as `--access-log-json`). A format shaped like a
+    /// JSON object (`{...}`) has its atoms escaped as JSON strings.
+    #[arg(long = "access-logformat", alias = "access-log-format", value_name = "STRING",
           default_value = DEFAULT_ACCESS_LOG_FORMAT, help_heading = LOGGING)]
     pub access_log_format: String,
+
+    /// Write the access log as one JSON object per line, with a field for each of gunicorn's
+    /// atoms (see docs/metrics.md). Default is off.
+    #[arg(long, help_heading = LOGGING)]
+    pub access_log_json: bool,
 
     /// The error log file; `-` is stderr. Default is `-`.
     #[arg(long = "error-logfile", alias = "log-file", value_name = "FILE", default_value = "-",
@@ -392,7 +399,8 @@ pub struct Cli {
     #[arg(short = 'R', long, help_heading = LOGGING)]
     pub enable_stdio_inheritance: bool,
 
-    /// A StatsD server, `HOST:PORT` or `unix:PATH`, to send metrics to.
+    /// A StatsD server to send gunicorn's metrics to: `HOST:PORT`, `HOST` (port 8125) or
+    /// `unix:PATH` (a datagram socket).
     #[arg(long, value_name = "STATSD_ADDR", value_parser = statsd_addr, help_heading = LOGGING)]
     pub statsd_host: Option<String>,
 
@@ -404,9 +412,15 @@ pub struct Cli {
     #[arg(long, value_name = "STATSD_PREFIX", default_value = "", help_heading = LOGGING)]
     pub statsd_prefix: String,
 
-    /// Send the listen backlog length as a metric. Default is off.
+    /// Send the number of requests waiting for a pool thread as the StatsD `gunicorn.backlog`
+    /// histogram, once a second. Default is off.
     #[arg(long, help_heading = LOGGING)]
     pub enable_backlog_metric: bool,
+
+    /// Serve Prometheus metrics (`/metrics`), liveness (`/health`) and readiness (`/ready`) on
+    /// this address of their own: `HOST:PORT` or `unix:PATH`. Default is off.
+    #[arg(long, value_name = "ADDRESS", value_parser = metrics_addr, help_heading = LOGGING)]
+    pub metrics_bind: Option<BindAddr>,
 
     // ---- Process Naming ----
     /// The process title (seen in `ps` and `top`).
@@ -544,10 +558,6 @@ const NOT_SUPPORTED: &[(&str, Support)] = {
         ("syslog_prefix", NOT_YET),
         ("syslog_facility", NOT_YET),
         ("enable_stdio_inheritance", NOT_YET),
-        ("statsd_host", NOT_YET),
-        ("dogstatsd_tags", NOT_YET),
-        ("statsd_prefix", NOT_YET),
-        ("enable_backlog_metric", NOT_YET),
     ]
 };
 
@@ -679,16 +689,17 @@ fn addr_list(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// gunicorn's StatsD address: `unix:PATH` or `unix://PATH`, `HOST:PORT`, `[IPv6]:PORT`, or
+/// `HOST` (port 8125). Checked here; `config::StatsdAddr::parse` reads it.
 fn statsd_addr(s: &str) -> Result<String, String> {
-    if let Some(path) = s.strip_prefix("unix:") {
-        return match path {
-            "" => Err("empty unix socket path".into()),
-            _ => Ok(s.into()),
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.into()),
-        _ => Err("expected HOST:PORT or unix:PATH".into()),
+    super::StatsdAddr::parse(s).map(|_| s.to_string())
+}
+
+/// `--metrics-bind`: a TCP address or a Unix socket (an inherited descriptor makes no sense).
+fn metrics_addr(s: &str) -> Result<BindAddr, String> {
+    match BindAddr::parse(s)? {
+        BindAddr::Fd(_) => Err("expected HOST:PORT or unix:PATH".into()),
+        addr => Ok(addr),
     }
 }
 
@@ -952,7 +963,11 @@ mod tests {
     fn statsd() {
         assert!(parse(&["--statsd-host", "localhost:8125"]).is_ok());
         assert!(parse(&["--statsd-host", "unix:/run/statsd"]).is_ok());
-        assert!(parse(&["--statsd-host", "localhost"]).is_err());
+        assert!(parse(&["--statsd-host", "localhost"]).is_ok());
+        assert!(parse(&["--statsd-host", "localhost:x"]).is_err());
+        assert!(parse(&["--statsd-host", "unix:"]).is_err());
+        assert!(parse(&["--metrics-bind", "127.0.0.1:9100"]).is_ok());
+        assert!(parse(&["--metrics-bind", "fd://3"]).is_err());
     }
 
     #[test]

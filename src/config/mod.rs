@@ -69,6 +69,95 @@ pub struct Settings {
     pub dev: DevSettings,
     /// Lines to log once at startup: settings that are set but not acted on.
     pub notes: Vec<String>,
+    /// `--metrics-bind` and StatsD.
+    pub metrics: MetricsSettings,
+}
+
+/// What the server tells about itself, and where (see `crate::metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// `--metrics-bind`: Prometheus, liveness and readiness on their own listener.
+    pub bind: Option<BindAddr>,
+    /// `--statsd-host` and what goes with it; `None` without a host.
+    pub statsd: Option<StatsdSettings>,
+}
+
+impl MetricsSettings {
+    /// Whether the server keeps a metrics registry at all.
+    pub fn enabled(&self) -> bool {
+        self.bind.is_some() || self.statsd.is_some()
+    }
+}
+
+/// gunicorn's StatsD settings, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsdSettings {
+    pub addr: StatsdAddr,
+    /// `--statsd-prefix` as given (gunicorn's rule adds the dot when sending).
+    pub prefix: String,
+    /// `--dogstatsd-tags`, appended as `|#TAGS`; empty for plain StatsD.
+    pub tags: String,
+    /// `--enable-backlog-metric`.
+    pub backlog: bool,
+}
+
+/// Where StatsD datagrams go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsdAddr {
+    Udp {
+        host: String,
+        port: u16,
+    },
+    /// A Unix datagram socket.
+    Unix(PathBuf),
+}
+
+impl StatsdAddr {
+    /// The port when only a host is given, as in gunicorn.
+    pub const DEFAULT_PORT: u16 = 8125;
+
+    /// Reads an address as gunicorn's `validate_statsd_address` does.
+    pub fn parse(s: &str) -> Result<StatsdAddr, String> {
+        // gunicorn keeps reading `unix:PORT` as the host "unix" (a compatibility rule).
+        if let Some(port) = s.strip_prefix("unix:").and_then(|p| p.parse::<u16>().ok()) {
+            return Ok(StatsdAddr::Udp {
+                host: "unix".into(),
+                port,
+            });
+        }
+        if let Some(path) = s
+            .strip_prefix("unix://")
+            .or_else(|| s.strip_prefix("unix:"))
+        {
+            return match path {
+                "" => Err("empty unix socket path".into()),
+                _ => Ok(StatsdAddr::Unix(PathBuf::from(path))),
+            };
+        }
+        let rest = s.strip_prefix("tcp://").unwrap_or(s);
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| "missing ']' after an IPv6 address".to_string())?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p.split(':').next().unwrap_or(p))),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            None | Some("") => Self::DEFAULT_PORT,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("'{p}' is not a valid port number"))?,
+        };
+        let host = match host {
+            "" => "0.0.0.0".to_string(),
+            h => h.to_ascii_lowercase(),
+        };
+        Ok(StatsdAddr::Udp { host, port })
+    }
 }
 
 /// What the command asks for.
@@ -297,6 +386,8 @@ pub struct LogSettings {
     pub python: Option<PythonLogging>,
     /// `--dev` without an access log of the user's own: compact access lines on stderr.
     pub compact_access: bool,
+    /// `--access-log-json` (or `--access-logformat json`): one JSON object per line.
+    pub access_log_json: bool,
 }
 
 /// A Python `logging` configuration.
@@ -542,10 +633,12 @@ fn resolve(
         syslog_prefix: _,
         syslog_facility: _,
         enable_stdio_inheritance: _,
-        statsd_host: _,
-        dogstatsd_tags: _,
-        statsd_prefix: _,
-        enable_backlog_metric: _,
+        statsd_host,
+        dogstatsd_tags,
+        statsd_prefix,
+        enable_backlog_metric,
+        metrics_bind,
+        access_log_json,
         proc_name,
         keyfile,
         certfile,
@@ -637,7 +730,8 @@ fn resolve(
     } else {
         loglevel
     };
-    let compact_access = dev && !given("accesslog") && !given("access_log_format");
+    let compact_access =
+        dev && !given("accesslog") && !given("access_log_format") && !given("access_log_json");
     // A browser fetches a page's assets in parallel, and runserver is threaded.
     let threads = if dev && !given("threads") { 4 } else { threads };
 
@@ -748,6 +842,7 @@ fn resolve(
         log: LogSettings {
             level: loglevel,
             accesslog,
+            access_log_json: access_log_json || access_log_format == "json",
             access_log_format,
             errorlog,
             capture_output,
@@ -761,6 +856,18 @@ fn resolve(
         dev: DevSettings {
             preset: dev,
             reload,
+        },
+        metrics: MetricsSettings {
+            bind: metrics_bind,
+            // The table's validator already read the address.
+            statsd: statsd_host
+                .and_then(|host| StatsdAddr::parse(&host).ok())
+                .map(|addr| StatsdSettings {
+                    addr,
+                    prefix: statsd_prefix,
+                    tags: dogstatsd_tags,
+                    backlog: enable_backlog_metric,
+                }),
         },
     })
 }
@@ -1161,5 +1268,53 @@ mod tests {
     fn python_logging_choice() {
         let s = load_with(&["--log-config", "l.ini", "m"], &env()).unwrap();
         assert_eq!(s.log.python, Some(PythonLogging::File("l.ini".into())));
+    }
+
+    #[test]
+    fn statsd_addresses_read_as_gunicorn_reads_them() {
+        let udp = |h: &str, p| StatsdAddr::Udp {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(
+            StatsdAddr::parse("localhost:9125"),
+            Ok(udp("localhost", 9125))
+        );
+        assert_eq!(StatsdAddr::parse("Stats"), Ok(udp("stats", 8125)));
+        assert_eq!(StatsdAddr::parse("[::1]:9"), Ok(udp("::1", 9)));
+        assert_eq!(StatsdAddr::parse("unix:8125"), Ok(udp("unix", 8125)));
+        assert_eq!(
+            StatsdAddr::parse("unix:///run/s.sock"),
+            Ok(StatsdAddr::Unix("/run/s.sock".into()))
+        );
+        assert_eq!(
+            StatsdAddr::parse("unix:/run/s.sock"),
+            Ok(StatsdAddr::Unix("/run/s.sock".into()))
+        );
+        assert!(StatsdAddr::parse("h:port").is_err());
+    }
+
+    #[test]
+    fn metrics_and_json_access_log() {
+        let s = load_with(
+            &[
+                "--metrics-bind",
+                "127.0.0.1:9100",
+                "--statsd-host",
+                "localhost",
+                "--statsd-prefix",
+                "app",
+                "--access-logformat",
+                "json",
+                "m",
+            ],
+            &env(),
+        )
+        .unwrap();
+        assert!(s.metrics.enabled());
+        let statsd = s.metrics.statsd.unwrap();
+        assert_eq!(statsd.prefix, "app");
+        assert!(s.log.access_log_json);
+        assert!(!load_with(&["m"], &env()).unwrap().metrics.enabled());
     }
 }

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tokio::runtime::Handle;
 
 use super::guard::Notes;
+use crate::metrics::Metrics;
 use crate::pool::waiting_for_client;
 use crate::wsgi::{BodyError, BodyReader};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub(super) struct IncomingReader {
     /// How long the app waits for the next bytes (`--timeout`): a client that trickles a
     /// large upload cannot hold a pool thread past it.
     read_timeout: Option<std::time::Duration>,
+    /// Counts the body bytes read, when metrics are kept.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl IncomingReader {
@@ -50,6 +53,19 @@ impl IncomingReader {
             allowance: limit,
             limit: limit.unwrap_or(0),
             read_timeout,
+            metrics: None,
+        }
+    }
+
+    /// Counts the body bytes read in `metrics`.
+    pub(super) fn counting(mut self, metrics: Option<Arc<Metrics>>) -> IncomingReader {
+        self.metrics = metrics;
+        self
+    }
+
+    fn read(&self, data: &Bytes) {
+        if let Some(m) = &self.metrics {
+            m.request_bytes(data.len());
         }
     }
 
@@ -64,6 +80,7 @@ impl IncomingReader {
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        self.read(&data);
                         total += data.len() as u64;
                         self.ahead.push_back(Ok(data));
                     }
@@ -139,7 +156,10 @@ impl BodyReader for IncomingReader {
                 None => return Ok(None),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return self.count(data),
+                    Ok(data) => {
+                        self.read(&data);
+                        return self.count(data);
+                    }
                     Err(_trailers) => continue,
                 },
                 Some(Err(err)) => return Err(self.classify(&err)),

@@ -16,10 +16,12 @@ use tokio::runtime::Handle;
 
 use super::error::RequestError;
 use super::guard::{Limits, Notes, Reject};
+use super::metered::{Meter, MeteredBody};
 use super::request_body::{IncomingReader, PREREAD};
 use super::response_body::ResponseBody;
 use super::static_reply::StaticSite;
 use super::worker::{Job, Ticket};
+use crate::metrics::Metrics;
 use crate::pool::{SubmitError, Submitter};
 use crate::wsgi::{self, Answer, ConnInfo, Failure, HeadBody, Reply};
 use tokio::sync::oneshot;
@@ -37,6 +39,9 @@ pub struct Shared {
     /// `--static` mounts, answered without the pool (their requests do not spend `budget`:
     /// they run no Python); `None` when there are none.
     pub static_site: Option<Arc<StaticSite>>,
+    /// What requests and connections are counted in; `None` without `--metrics-bind` and
+    /// `--statsd-host`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// `--max-requests` for a whole process: counts requests down and says when they are spent,
@@ -95,6 +100,17 @@ pub struct AppService {
     notes: Arc<Notes>,
     /// On an HTTP/2 connection, the request limits the HTTP/1 guard enforces elsewhere.
     h2: Option<Limits>,
+    /// Counts the connection as open until the last clone of the service is dropped.
+    _open: Option<Arc<OpenConnection>>,
+}
+
+/// A connection counted open in the metrics.
+struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
 }
 
 impl AppService {
@@ -127,11 +143,16 @@ impl AppService {
                 client_cert,
             },
         };
+        let open = shared.metrics.clone().map(|m| {
+            m.connection_opened();
+            Arc::new(OpenConnection(m))
+        });
         AppService {
             shared,
             conn: Arc::new(conn),
             notes,
             h2: None,
+            _open: open,
         }
     }
 
@@ -176,11 +197,12 @@ fn http2_head(req: &mut Request<Incoming>, limits: &Limits) -> Result<(), Reject
 }
 
 impl hyper::service::Service<Request<Incoming>> for AppService {
-    type Response = Response<ResponseBody>;
+    type Response = Response<MeteredBody>;
     type Error = Infallible;
     type Future = Respond;
 
     fn call(&self, mut req: Request<Incoming>) -> Respond {
+        let meter = self.shared.metrics.clone().map(Meter::start);
         let note = self.notes.next_head();
         let reject = match &self.h2 {
             Some(limits) => http2_head(&mut req, limits).err(),
@@ -188,7 +210,7 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
         };
         if let Some(reject) = reject {
             let resp = RequestError::from(reject).into_response();
-            return Respond(Box::pin(async move { resp }));
+            return Respond(Box::pin(async move { metered(resp, meter) }));
         }
         let static_hit = self.shared.static_site.as_ref().and_then(|site| {
             let hit = site.find(req.uri().path())?;
@@ -215,17 +237,23 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
                     http::HeaderValue::from_static("close"),
                 );
             }
-            resp
+            metered(resp, meter)
         }))
     }
 }
 
+/// `resp` with its body carrying the request's meter (when counting).
+fn metered(resp: Response<ResponseBody>, meter: Option<Meter>) -> Response<MeteredBody> {
+    let status = resp.status().as_u16();
+    resp.map(|body| MeteredBody::new(body, meter.map(|m| m.answered(status))))
+}
+
 /// The answer to one request. A panic while it is worked out is caught here and answered 500,
 /// so a bug in request handling costs that request, not the connection or the runtime.
-pub struct Respond(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>);
+pub struct Respond(Pin<Box<dyn Future<Output = Response<MeteredBody>> + Send>>);
 
 impl Future for Respond {
-    type Output = Result<Response<ResponseBody>, Infallible>;
+    type Output = Result<Response<MeteredBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.get_mut().0;
@@ -235,7 +263,7 @@ impl Future for Respond {
             // Never polled again: hyper takes the answer and drops the future.
             Err(_) => {
                 tracing::error!("a panic while handling a request was caught; answering 500");
-                Poll::Ready(Ok(RequestError::WorkerLost.into_response()))
+                Poll::Ready(Ok(metered(RequestError::WorkerLost.into_response(), None)))
             }
         }
     }
@@ -299,7 +327,8 @@ async fn handle(
         notes,
         shared.limit_request_body,
         shared.timeout,
-    );
+    )
+    .counting(shared.metrics.clone());
     if read_ahead(&parts, &body_hint) {
         body.read_ahead().await;
     }
@@ -362,7 +391,7 @@ mod tests {
             if std::hint::black_box(true) {
                 panic!("a bug in request handling");
             }
-            RequestError::Timeout.into_response()
+            metered(RequestError::Timeout.into_response(), None)
         }));
         let resp = rt.block_on(respond).unwrap();
         assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR);

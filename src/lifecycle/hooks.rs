@@ -93,7 +93,7 @@ impl HookLog {
         args: &Bound<'_, PyTuple>,
         _kw: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        tracing::error!("{}", render(msg, args)?);
+        tracing::error!(target: crate::metrics::statsd::CRITICAL_TARGET, "{}", render(msg, args)?);
         Ok(())
     }
 
@@ -110,7 +110,12 @@ impl HookLog {
             .import("traceback")?
             .call_method0("format_exc")?
             .extract()?;
-        tracing::error!("{}\n{}", render(msg, args)?, tb.trim_end());
+        tracing::error!(
+            target: crate::metrics::statsd::EXCEPTION_TARGET,
+            "{}\n{}",
+            render(msg, args)?,
+            tb.trim_end()
+        );
         Ok(())
     }
 }
@@ -167,6 +172,7 @@ impl Hooks {
         let result = PyTuple::new(py, &args[..take]).and_then(|a| func.bind(py).call1(a));
         if let Err(err) = result {
             tracing::error!(
+                target: crate::metrics::statsd::EXCEPTION_TARGET,
                 "Exception in {name} hook:\n{}",
                 crate::config::traceback(py, &err).trim_end()
             );

@@ -12,6 +12,7 @@
 //! each step does belongs to `server`, `pool`, `wsgi` and `logging`.
 
 pub mod hooks;
+mod observe;
 mod pidfile;
 mod process;
 mod signals;
@@ -36,11 +37,14 @@ use crate::http::worker::Job;
 use crate::http::{Budget, Shared, WsgiWorker};
 use crate::logging::python::PyLogger;
 use crate::logging::{self, AccessLog, Sink};
+use crate::metrics::aggregate::{self, Aggregate};
+use crate::metrics::{Metrics, Readiness, HEALTH};
 use crate::pool::{Pool, PoolOptions, Recycle};
 use crate::server::Bound as Listener;
 use crate::server::{self, Backlog, BindOptions, ConnOptions, Finish, Kind, Running};
 use crate::wsgi::{self, HeaderPolicy, Statics};
 use hooks::{Hooks, RequestHooks};
+use observe::Observe;
 use process::Owner;
 use signals::{Sig, Signals};
 use spawn::{Inherited, Launch, Report};
@@ -80,6 +84,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         process::daemonize(py)?;
     }
     let owner = Owner::resolve(&settings.process)?;
+    let mut observe = Observe::new(&settings);
     let access = start_logs(py, &settings.log)?;
     let master = match inherited.old_master {
         Some(_) => "Master.2",
@@ -114,6 +119,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         crate::tls::load(tls)?;
     }
     let (runtime, signals) = runtime()?;
+    observe.start(&runtime);
     let bound = listen(py, &settings, inherited.fds.as_deref(), owner.as_ref())?;
     let pid = std::process::id();
     for b in &bound {
@@ -123,6 +129,7 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         };
         tracing::info!("Listening at: {} ({pid})", b.url_with(scheme));
     }
+    py.detach(|| observe.bind(&settings))?;
     tracing::info!("Using worker: threads");
     if let Some(owner) = &owner {
         owner.switch(py)?;
@@ -153,9 +160,19 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         ));
         sup.keep(bound);
         sup.promote_after(master.old_master);
+        supervise_metrics(&runtime, &mut observe, &mut sup)?;
         py.detach(|| runtime.block_on(sup.run(signals)))
     } else {
-        single(py, settings, &runtime, signals, bound, access, &master)?
+        single(
+            py,
+            settings,
+            &runtime,
+            signals,
+            bound,
+            access,
+            &master,
+            &mut observe,
+        )?
     };
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(master.exit(py, processes, exit))
@@ -171,6 +188,7 @@ fn resume(
     fds: &[RawFd],
     worker: spawn::Adopted,
 ) -> Result<Exit, StartupError> {
+    let mut observe = Observe::new(&settings);
     start_logs(py, &settings.log)?;
     process::set_title(
         py,
@@ -180,9 +198,11 @@ fn resume(
     );
     let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
     let (runtime, signals) = runtime()?;
+    observe.start(&runtime);
     // Signals held back across the exec reach their handlers now.
     signals::hold(false);
     let bound = listen(py, &settings, Some(fds), None)?;
+    py.detach(|| observe.bind(&settings))?;
     let written = settings
         .server
         .pidfile
@@ -199,6 +219,7 @@ fn resume(
     let processes = settings.process.processes as usize;
     let mut sup = Box::new(supervisor::Supervisor::new(&settings, launch, hooks));
     sup.keep(bound);
+    supervise_metrics(&runtime, &mut observe, &mut sup)?;
     let exit = py.detach(|| {
         runtime.block_on(async {
             match sup.adopt(worker) {
@@ -249,6 +270,20 @@ struct Master {
     old_master: Option<i32>,
     /// The pid file's real name (`-p`), which a server started by USR2 takes when promoted.
     promoted_pidfile: Option<std::path::PathBuf>,
+}
+
+/// A supervisor's metrics: `--metrics-bind` serves the sum of its workers' registries, and
+/// StatsD hears `gunicorn.workers` from it.
+fn supervise_metrics(
+    runtime: &tokio::runtime::Runtime,
+    observe: &mut Observe,
+    sup: &mut supervisor::Supervisor,
+) -> Result<(), StartupError> {
+    let aggregate = Arc::new(Aggregate::default());
+    let _guard = runtime.enter();
+    observe.serve(aggregate.clone())?;
+    sup.observe(aggregate, observe.statsd.clone());
+    Ok(())
 }
 
 /// The I/O runtime, and the signal handlers installed in it.
@@ -315,6 +350,10 @@ struct App {
     /// `--reload`: the import failed with this error (the traceback), and the error page
     /// serves instead.
     failure: Option<String>,
+    /// This process's registry, when metrics are kept.
+    metrics: Option<Arc<Metrics>>,
+    /// `--enable-backlog-metric`.
+    backlog_metric: bool,
 }
 
 impl App {
@@ -328,6 +367,7 @@ impl App {
         hooks: Option<Arc<Hooks>>,
         runtime: &tokio::runtime::Runtime,
         worker: Option<u64>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<App, StartupError> {
         let pid = std::process::id();
         let worker_process = worker.is_some();
@@ -413,7 +453,7 @@ impl App {
         };
         // The pool's threads (and every thread they start) leave signals to the main thread.
         signals::hold(true);
-        let started = Pool::start(
+        let started = Pool::start_observed(
             PoolOptions {
                 size: settings.pool.size,
                 queue_limit: settings.pool.queue_limit,
@@ -423,6 +463,7 @@ impl App {
                 recycle,
             },
             Arc::new(handler),
+            metrics.clone(),
         );
         signals::hold(false);
         let pool = started.map_err(|err| StartupError::Io {
@@ -443,6 +484,9 @@ impl App {
             let worker = h.worker(py, pid, age);
             h.call(py, "post_worker_init", &[worker]);
         }
+        if let Some(m) = &metrics {
+            m.set_pool(pool.probe());
+        }
         let shared = Arc::new(Shared {
             pool: pool.submitter(),
             runtime: runtime.handle().clone(),
@@ -450,6 +494,7 @@ impl App {
             limit_request_body: settings.server.limit_request_body,
             budget,
             static_site,
+            metrics: metrics.clone(),
         });
         let conn = ConnOptions {
             keepalive: settings.server.keepalive,
@@ -475,7 +520,26 @@ impl App {
             age,
             spec,
             failure,
+            metrics,
+            backlog_metric: settings.metrics.statsd.as_ref().is_some_and(|s| s.backlog),
         })
+    }
+
+    /// Once a second: `gunicorn.backlog` (requests waiting for a thread), when asked for.
+    fn report_backlog(&self) {
+        let Some(m) = self.metrics.as_ref().filter(|_| self.backlog_metric) else {
+            return;
+        };
+        if let Some(statsd) = m.statsd() {
+            statsd.backlog(m.snapshot().pool.queued);
+        }
+    }
+
+    /// `gunicorn.workers`: in ferrocorn a gunicorn worker is a pool thread.
+    fn report_workers(&self) {
+        if let Some(statsd) = self.metrics.as_ref().and_then(|m| m.statsd()) {
+            statsd.workers(self.pool.size() as u64);
+        }
     }
 
     fn serve(
@@ -518,6 +582,7 @@ impl App {
         };
         if new != old {
             tracing::info!("Worker pool resized to {new} threads");
+            self.report_workers();
             if let Some(h) = self.hooks.as_ref().filter(|h| h.has("nworkers_changed")) {
                 Python::attach(|py| {
                     let server = h.server(py, new);
@@ -584,6 +649,7 @@ async fn stop_serving(
     if backlog == Backlog::Serve {
         systemd::notify("STOPPING=1");
     }
+    HEALTH.set(Readiness::Draining);
     drop(running.stop_accepting(backlog).await);
     running.finish_connections(how);
     let deadline = tokio::time::sleep(timeout);
@@ -601,12 +667,14 @@ async fn stop_serving(
 
 async fn quick_stop(running: &mut Running) -> bool {
     systemd::notify("STOPPING=1");
+    HEALTH.set(Readiness::Draining);
     drop(running.stop_accepting(Backlog::Leave).await);
     running.finish_connections(Finish::Prompt);
     false
 }
 
 /// The default role: this process serves, and handles every signal itself.
+#[allow(clippy::too_many_arguments)]
 fn single(
     py: Python<'_>,
     settings: Settings,
@@ -615,11 +683,28 @@ fn single(
     bound: Vec<Listener>,
     access: Option<AccessLog>,
     master: &Master,
+    observe: &mut Observe,
 ) -> Result<Exit, StartupError> {
-    let app = App::load(py, &settings, access, master.hooks.clone(), runtime, None)?;
+    // Served while the app imports: `/ready` says 503 until it serves.
+    let metrics = observe.registry(&settings);
+    if let Some(m) = &metrics {
+        let _guard = runtime.enter();
+        observe.serve(m.clone())?;
+    }
+    let app = App::load(
+        py,
+        &settings,
+        access,
+        master.hooks.clone(),
+        runtime,
+        None,
+        metrics,
+    )?;
     let fds: Vec<RawFd> = bound.iter().map(|b| b.socket.as_raw_fd()).collect();
     let mut running = app.serve(runtime, bound)?;
     systemd::notify("READY=1");
+    HEALTH.set(Readiness::Ready);
+    app.report_workers();
     let ended = py.detach(|| {
         runtime.block_on(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -654,7 +739,10 @@ fn single(
                         Sig::Ttou => app.resize(false),
                         Sig::Winch => tracing::debug!("SIGWINCH ignored. Not daemonized"),
                     },
-                    _ = tick.tick() => promote(&mut old_master, settings.server.pidfile.as_deref()),
+                    _ = tick.tick() => {
+                        promote(&mut old_master, settings.server.pidfile.as_deref());
+                        app.report_backlog();
+                    }
                 }
             }
         })
@@ -786,6 +874,7 @@ fn work(
     age: u64,
 ) -> Result<Exit, StartupError> {
     let born = std::time::SystemTime::now();
+    let mut observe = Observe::new(&settings);
     let access = start_logs(py, &settings.log)?;
     process::set_title(
         py,
@@ -795,6 +884,7 @@ fn work(
     );
     let hooks = Hooks::new(py, &settings).map_err(|e| StartupError::Python(e.to_string()))?;
     let (runtime, mut signals) = runtime()?;
+    observe.start(&runtime);
     let bound = listen(py, &settings, Some(&fds), None)?;
     if let Some(owner) = Owner::resolve(&settings.process)? {
         // Already switched when the supervisor runs as the user; harmless then.
@@ -810,7 +900,10 @@ fn work(
     };
     let link = std::os::unix::net::UnixStream::from(link);
     let _ = std::io::Write::write_all(&mut &link, &[Report::Loading.byte()]);
-    let app = App::load(py, &settings, access, hooks, &runtime, Some(age))?;
+    let metrics = observe.registry(&settings);
+    let app = App::load(py, &settings, access, hooks, &runtime, Some(age), metrics)?;
+    // The supervisor serves `--metrics-bind` from what its workers send.
+    let snapshots = settings.metrics.bind.as_ref().and(app.metrics.clone());
     let mut watch = crate::dev::watch(py, &settings, app.failure.as_deref(), born);
     let urls: Vec<String> = bound.iter().map(Listener::url).collect();
     let mut running = app.serve(&runtime, bound)?;
@@ -852,20 +945,20 @@ fn work(
             tokio::pin!(spent);
             let mut beat = tokio::time::interval(Duration::from_secs(1));
             let mut asked = false;
-            loop {
+            let ended = loop {
                 tokio::select! {
                     sig = signals.next() => match sig {
                         // HUP is how the supervisor retires a worker (another one already
                         // serves), TERM how it stops the server.
                         Sig::Term => {
-                            return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
+                            break graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                         }
                         Sig::Hup => {
-                            return stop_serving(&mut running, &mut signals, timeout, Backlog::Leave, retire).await;
+                            break stop_serving(&mut running, &mut signals, timeout, Backlog::Leave, retire).await;
                         }
                         Sig::Int | Sig::Quit => {
                             app.worker_hook("worker_int");
-                            return quick_stop(&mut running).await;
+                            break quick_stop(&mut running).await;
                         }
                         Sig::Usr1 => logging::reopen_files(),
                         Sig::Ttin => app.resize(true),
@@ -874,7 +967,7 @@ fn work(
                     },
                     () = &mut parent_gone => {
                         tracing::info!("Parent changed, shutting down: {}", std::process::id());
-                        return graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
+                        break graceful_stop(&mut running, &mut signals, timeout, Finish::Prompt).await;
                     }
                     path = changed(&mut watch) => {
                         tracing::info!("Worker reloading: {} modified", path.display());
@@ -890,9 +983,18 @@ fn work(
                         // request that reached a supervisor as it re-executed itself is lost.
                         let report = if asked { Report::Recycle } else { Report::Beat };
                         let _ = to_parent.write_all(&[report.byte()]).await;
+                        if let Some(m) = &snapshots {
+                            let _ = to_parent.write_all(&aggregate::encode(&m.snapshot())).await;
+                        }
+                        app.report_backlog();
                     }
                 }
+            };
+            // The last word: every request this worker answered counts after it is gone.
+            if let Some(m) = &snapshots {
+                let _ = to_parent.write_all(&aggregate::encode(&m.snapshot())).await;
             }
+            ended
         })
     });
     app.worker_hook_exit();
@@ -950,7 +1052,10 @@ fn start_logs(py: Python<'_>, log: &LogSettings) -> Result<Option<AccessLog>, St
             logging::stderr_colors(),
         )));
     }
-    Ok(access_sink.map(|sink| AccessLog::new(&log.access_log_format, sink)))
+    Ok(access_sink.map(|sink| match log.access_log_json {
+        true => AccessLog::json(sink),
+        false => AccessLog::new(&log.access_log_format, sink),
+    }))
 }
 
 /// `--check-config` and `--print-config`: print what was asked, then import the app as serving

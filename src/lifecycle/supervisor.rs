@@ -26,6 +26,8 @@ use super::{int, systemd, Exit};
 use crate::config::Settings;
 use crate::error::exit;
 use crate::logging;
+use crate::metrics::aggregate::{Aggregate, Frame, Frames};
+use crate::metrics::{Readiness, Statsd, HEALTH};
 use crate::server::Bound as Listener;
 
 /// How often timeouts and pending starts are looked at.
@@ -72,6 +74,13 @@ pub(super) struct Supervisor {
     /// The server that started this one with USR2, until it is gone; and the pid file.
     old_master: Option<i32>,
     pidfile: Option<std::path::PathBuf>,
+    /// `--metrics-bind`: the sum of the workers' registries, which their links feed.
+    aggregate: Option<Arc<Aggregate>>,
+    statsd: Option<Statsd>,
+    /// Threads in each worker's pool (for `gunicorn.workers`).
+    pool_size: usize,
+    /// The most workers asked for so far: starts beyond it replace a worker.
+    high_target: usize,
 }
 
 #[derive(Debug)]
@@ -156,6 +165,24 @@ impl Supervisor {
             new_master: None,
             old_master: None,
             pidfile: settings.server.pidfile.clone(),
+            aggregate: None,
+            statsd: None,
+            pool_size: settings.pool.size,
+            high_target: settings.process.processes.max(1) as usize,
+        }
+    }
+
+    /// Feeds `aggregate` from the workers' links and sends `gunicorn.workers` to `statsd`.
+    pub(super) fn observe(&mut self, aggregate: Arc<Aggregate>, statsd: Option<Statsd>) {
+        self.aggregate = Some(aggregate);
+        self.statsd = statsd;
+    }
+
+    /// `gunicorn.workers`: in ferrocorn a gunicorn worker is a pool thread, so the supervisor
+    /// counts the threads of all its worker processes.
+    fn report_workers(&self) {
+        if let Some(s) = &self.statsd {
+            s.workers((self.target * self.pool_size) as u64);
         }
     }
 
@@ -228,6 +255,7 @@ impl Supervisor {
     /// Supervises until a stop signal, or until the app cannot be imported at all.
     pub(super) async fn run(mut self: Box<Self>, mut signals: Signals) -> Exit {
         let mut tick = tokio::time::interval(TICK);
+        self.report_workers();
         loop {
             self.maintain();
             tokio::select! {
@@ -286,6 +314,11 @@ impl Supervisor {
             return;
         };
         tracing::info!("Booting worker with pid: {pid}");
+        if self.started > self.high_target as u64 {
+            if let Some(a) = &self.aggregate {
+                a.worker_restarted();
+            }
+        }
         let tx = self.sender.clone();
         tokio::spawn(async move {
             let status = child.wait().await.ok();
@@ -297,15 +330,30 @@ impl Supervisor {
             .push(Worker::new(pid, age, self.generation, fd));
     }
 
-    /// Reads a worker's reports until its link closes.
+    /// Reads a worker's reports (and its metrics snapshots) until its link closes.
     fn listen_to(&self, pid: u32, mut link: tokio::net::UnixStream) {
         let tx = self.sender.clone();
+        let aggregate = self.aggregate.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 64];
+            let mut buf = [0u8; 4096];
+            let mut frames = Frames::default();
             while let Ok(n @ 1..) = link.read(&mut buf).await {
-                for report in buf[..n].iter().filter_map(|b| Report::from_byte(*b)) {
-                    let _ = tx.send(Event::Report(pid, report));
-                }
+                frames.push(&buf[..n], |frame| match frame {
+                    Frame::Byte(b) => {
+                        if let Some(report) = Report::from_byte(b) {
+                            let _ = tx.send(Event::Report(pid, report));
+                        }
+                    }
+                    Frame::Snapshot(s) => {
+                        if let Some(a) = &aggregate {
+                            a.update(pid, *s);
+                        }
+                    }
+                });
+            }
+            // Its last snapshot came before its link closed.
+            if let Some(a) = &aggregate {
+                a.retire(pid);
             }
         });
     }
@@ -531,6 +579,11 @@ impl Supervisor {
             self.stop_worker(i, now);
             serving -= 1;
         }
+        let serving = self.workers.iter().any(|w| w.ready && w.stopping.is_none());
+        HEALTH.set(match serving {
+            true => Readiness::Ready,
+            false => Readiness::Starting,
+        });
         // Fewer processes asked for (TTOU): the newest current ones go.
         let mut extra = (cur_ready + cur_starting).saturating_sub(self.target);
         while extra > 0 {
@@ -679,6 +732,8 @@ impl Supervisor {
         if self.target == old {
             return;
         }
+        self.high_target = self.high_target.max(self.target);
+        self.report_workers();
         if let Some(h) = self.hooks.as_ref().filter(|h| h.has("nworkers_changed")) {
             Python::attach(|py| {
                 let server = h.server(py, self.target);
@@ -695,6 +750,7 @@ impl Supervisor {
     /// graceful timeout; a second INT or QUIT makes it quick), then returns `status`.
     async fn stop(&mut self, signals: &mut Signals, how: Sig, status: i32) -> Exit {
         systemd::notify("STOPPING=1");
+        HEALTH.set(Readiness::Draining);
         self.signal_all(how.number());
         let now = Instant::now();
         for w in &mut self.workers {

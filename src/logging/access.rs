@@ -3,6 +3,13 @@
 //! record borrows what the request already holds; nothing is collected per request for atoms the
 //! format does not name. `--dev` has its own compact line (time, status, method, target, duration,
 //! size), with the status colored by class when it goes to a terminal.
+//!
+//! Atoms are escaped as gunicorn escapes them (`"` becomes `\"`), so a quoted atom stays one
+//! field; a format shaped like a JSON object (`{"status": "%(s)s", ...}`, how gunicorn users
+//! write JSON logs) has its atoms escaped as JSON strings instead (quotes, backslashes, control
+//! characters), so every line parses. `--access-log-json` writes a fixed JSON object per line
+//! with a field for each atom (see `render_json`). Header bytes that are not UTF-8 are read as
+//! Latin-1, as the WSGI environ reads them, so nothing is lost or replaced.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -80,6 +87,19 @@ pub struct AccessLog {
     pid: String,
     /// `--dev`'s compact line instead of the format, and whether it is colored.
     compact: Option<bool>,
+    /// How atoms are escaped.
+    escape: Escape,
+    /// `--access-log-json`: the fixed JSON object instead of the format.
+    json: bool,
+}
+
+/// How an atom's text is escaped in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// gunicorn's: `"` becomes `\"`.
+    Quotes,
+    /// As a JSON string's contents.
+    Json,
 }
 
 impl AccessLog {
@@ -93,12 +113,31 @@ impl AccessLog {
             path_info: segments.contains(&Segment::Path),
             environ,
         };
+        let trimmed = format.trim();
+        let escape = match trimmed.starts_with('{') && trimmed.ends_with('}') {
+            true => Escape::Json,
+            false => Escape::Quotes,
+        };
         AccessLog {
             segments,
             needs,
             sink,
             pid: std::process::id().to_string(),
             compact: None,
+            escape,
+            json: false,
+        }
+    }
+
+    /// `--access-log-json`: one JSON object per line (see `render_json`).
+    pub fn json(sink: Sink) -> AccessLog {
+        AccessLog {
+            json: true,
+            needs: Needs {
+                path_info: true,
+                ..Needs::default()
+            },
+            ..AccessLog::new("", sink)
         }
     }
 
@@ -126,16 +165,20 @@ impl AccessLog {
         if let Some(color) = self.compact {
             return render_compact(rec, color);
         }
+        if self.json {
+            return self.render_json(rec);
+        }
         let mut out = String::with_capacity(160);
-        // gunicorn's atoms hold the last of repeated headers.
         let header = |map: Option<&HeaderMap>, name: &http::HeaderName| {
-            map.and_then(|m| m.get_all(name).iter().next_back())
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_else(|| "-".into())
+            last_header(map, name).unwrap_or_else(|| "-".into())
         };
         for seg in &self.segments {
+            let start = out.len();
             let _ = match seg {
-                Segment::Literal(s) => write!(out, "{s}"),
+                Segment::Literal(s) => {
+                    out.push_str(s);
+                    continue;
+                }
                 Segment::RemoteAddr => write!(out, "{}", rec.remote),
                 Segment::Dash => write!(out, "-"),
                 Segment::User => write!(
@@ -196,8 +239,112 @@ impl AccessLog {
                         .unwrap_or("-")
                 ),
             };
+            escape_from(&mut out, start, self.escape);
         }
         out
+    }
+
+    /// `--access-log-json`: `{"remote_addr": ..., "time": ..., "request": ..., "method": ...,
+    /// "path": ..., "query": ..., "protocol": ..., "status": ..., "bytes": ..., "referer": ...,
+    /// "user_agent": ..., "user": ..., "duration_s": ..., "duration_us": ..., "pid": ...}`, the
+    /// atoms `h t r m U q H s B f a u L D p`; a header or user that is absent is `null`.
+    fn render_json(&self, rec: &AccessRecord<'_>) -> String {
+        let mut out = String::with_capacity(320);
+        let string = |out: &mut String, key: &str, value: Option<&str>| {
+            let _ = write!(out, "\"{key}\":");
+            match value {
+                Some(v) => {
+                    out.push('"');
+                    push_json(out, v);
+                    out.push('"');
+                }
+                None => out.push_str("null"),
+            }
+            out.push(',');
+        };
+        out.push('{');
+        string(&mut out, "remote_addr", Some(rec.remote));
+        string(&mut out, "time", Some(&Civil::now().iso8601()));
+        let target = rec
+            .raw_target
+            .map_or_else(|| rec.uri.to_string(), str::to_string);
+        let request = format!("{} {target} {}", rec.method, version_str(rec.version));
+        string(&mut out, "request", Some(&request));
+        string(&mut out, "method", Some(rec.method.as_str()));
+        string(
+            &mut out,
+            "path",
+            Some(rec.path_info.unwrap_or(rec.uri.path())),
+        );
+        string(&mut out, "query", Some(rec.uri.query().unwrap_or("")));
+        string(&mut out, "protocol", Some(version_str(rec.version)));
+        let _ = write!(out, "\"status\":{},\"bytes\":{},", rec.status, rec.bytes);
+        let referer = last_header(Some(rec.request_headers), &http::header::REFERER);
+        string(&mut out, "referer", referer.as_deref());
+        let agent = last_header(Some(rec.request_headers), &http::header::USER_AGENT);
+        string(&mut out, "user_agent", agent.as_deref());
+        string(
+            &mut out,
+            "user",
+            basic_auth_user(rec.request_headers).as_deref(),
+        );
+        let _ = write!(
+            out,
+            "\"duration_s\":{}.{:06},\"duration_us\":{},\"pid\":{}}}",
+            rec.elapsed.as_secs(),
+            rec.elapsed.subsec_micros(),
+            rec.elapsed.as_micros(),
+            self.pid
+        );
+        out
+    }
+}
+
+/// The last of a header's values (gunicorn's atoms hold the last of repeated headers), as text:
+/// UTF-8 when it is, else byte by byte as Latin-1.
+fn last_header(map: Option<&HeaderMap>, name: &http::HeaderName) -> Option<String> {
+    let value = map?.get_all(name).iter().next_back()?;
+    Some(latin1_or_utf8(value.as_bytes()))
+}
+
+fn latin1_or_utf8(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// Escapes what was written to `out` from `start` on.
+fn escape_from(out: &mut String, start: usize, how: Escape) {
+    let needs = |c: char| match how {
+        Escape::Quotes => c == '"',
+        Escape::Json => c == '"' || c == '\\' || c.is_control(),
+    };
+    if !out[start..].contains(needs) {
+        return;
+    }
+    let atom = out.split_off(start);
+    match how {
+        Escape::Quotes => out.push_str(&atom.replace('"', "\\\"")),
+        Escape::Json => push_json(out, &atom),
+    }
+}
+
+/// Appends `s` escaped as the contents of a JSON string: quotes, backslashes and control
+/// characters (C0, DEL and C1) are escaped; other characters are written as they are.
+fn push_json(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
     }
 }
 
@@ -464,5 +611,53 @@ mod tests {
         assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
         assert!(base64_decode("YWJ").is_none());
         assert!(base64_decode("Y!==").is_none());
+    }
+
+    #[test]
+    fn atoms_escape_quotes_as_gunicorn_does() {
+        let log = AccessLog::new(DEFAULT_FORMAT, Sink::Stdout);
+        let uri: Uri = "/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", r#"say "hi" \o/"#.parse().unwrap());
+        let line = log.render(&record(&uri, &headers));
+        assert!(line.ends_with(r#" "-" "say \"hi\" \o/""#), "{line}");
+    }
+
+    #[test]
+    fn a_json_shaped_format_escapes_atoms_as_json() {
+        let log = AccessLog::new(
+            r#"{"ua": "%(a)s", "s": %(s)s, "x": "%({x}i)s"}"#,
+            Sink::Stdout,
+        );
+        let uri: Uri = "/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", r#"a"b\c"#.parse().unwrap());
+        headers.insert("x", http::HeaderValue::from_bytes(b"\xe9t\xe9\tz").unwrap());
+        let line = log.render(&record(&uri, &headers));
+        assert_eq!(line, r#"{"ua": "a\"b\\c", "s": 200, "x": "été\tz"}"#);
+    }
+
+    #[test]
+    fn json_lines_name_every_atom() {
+        let log = AccessLog::json(Sink::Stdout);
+        let uri: Uri = "/p%20q?a=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("referer", "http://x/\"".parse().unwrap());
+        let rec = AccessRecord {
+            path_info: Some("/p q"),
+            ..record(&uri, &headers)
+        };
+        let line = log.render(&rec);
+        assert!(
+            line.starts_with(r#"{"remote_addr":"10.0.0.1","time":""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                r#""request":"GET /p%20q?a=1 HTTP/1.1","method":"GET","path":"/p q","query":"a=1","protocol":"HTTP/1.1","status":200,"bytes":13,"referer":"http://x/\"","user_agent":null,"user":null,"duration_s":0.001500,"duration_us":1500,"pid":"#
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with('}'));
     }
 }

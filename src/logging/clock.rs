@@ -85,6 +85,22 @@ impl Civil {
         )
     }
 
+    /// `2026-11-24T09:00:00+00:00`: ISO 8601, for the JSON access log.
+    pub(crate) fn iso8601(&self) -> String {
+        let zone = self.zone();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}:{}",
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            &zone[..3],
+            &zone[3..]
+        )
+    }
+
     /// `[24/Nov/2026:09:00:00 +0000]`: the access log's `%(t)s`, brackets included.
     pub(crate) fn access_log_stamp(&self) -> String {
         const MONTHS: [&str; 12] = [

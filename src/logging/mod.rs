@@ -204,17 +204,30 @@ pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Res
         LogLevel::Warning => Level::WARN,
         LogLevel::Error | LogLevel::Critical => Level::ERROR,
     };
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt};
     if let Some(logger) = python {
-        use tracing_subscriber::layer::SubscriberExt;
         PYTHON_LOGGING.store(true, std::sync::atomic::Ordering::Relaxed);
-        let subscriber =
-            tracing_subscriber::registry().with(python::ToPython { logger, max: level });
+        let subscriber = tracing_subscriber::registry()
+            .with(python::ToPython { logger, max: level })
+            .with(statsd_logs());
         let _ = tracing::subscriber::set_global_default(subscriber);
         return Ok(());
     }
     let sink = Sink::open(&settings.errorlog, Sink::Stderr)?;
     if settings.capture_output {
         capture_output(&sink)?;
+    }
+    if crate::metrics::statsd::global().is_some() {
+        let fmt = tracing_subscriber::fmt::layer()
+            .event_format(GunicornFormat {
+                pid: std::process::id(),
+            })
+            .with_writer(sink)
+            .with_filter(LevelFilter::from_level(level));
+        let subscriber = tracing_subscriber::registry().with(fmt).with(statsd_logs());
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        return Ok(());
     }
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
@@ -224,6 +237,35 @@ pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Res
         .with_writer(sink)
         .try_init();
     Ok(())
+}
+
+/// With StatsD, error and warning lines also count in `gunicorn.log.*`, whatever the level.
+fn statsd_logs<S>() -> Option<impl tracing_subscriber::Layer<S>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use tracing_subscriber::layer::Layer as _;
+    crate::metrics::statsd::global()
+        .map(|s| StatsdLogs(s.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN))
+}
+
+/// Counts error-log lines in StatsD as gunicorn's `Statsd` logger does: `log.exception` for an
+/// error with a traceback, `log.critical`, `log.error`, `log.warning`.
+struct StatsdLogs(crate::metrics::Statsd);
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for StatsdLogs {
+    fn on_event(&self, event: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        use crate::metrics::statsd::{LogKind, CRITICAL_TARGET, EXCEPTION_TARGET};
+        let meta = event.metadata();
+        let kind = match (*meta.level(), meta.target()) {
+            (_, EXCEPTION_TARGET) => LogKind::Exception,
+            (_, CRITICAL_TARGET) => LogKind::Critical,
+            (Level::ERROR, _) => LogKind::Error,
+            (Level::WARN, _) => LogKind::Warning,
+            _ => return,
+        };
+        self.0.log(kind);
+    }
 }
 
 /// `--capture-output`: the process's stdout and stderr (and so the app's `print`) go where the

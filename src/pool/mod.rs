@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::Python;
 
+use crate::metrics::{Metrics, PoolProbe, PoolSample};
 use queue::{PushError, Queue};
 pub use thread::waiting_for_client;
 pub use watchdog::RequestTimeout;
@@ -101,11 +102,29 @@ pub struct Pool<J> {
     /// Starts one more thread (`grow`).
     spawn: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
     /// The size the pool is kept at (changed by `grow` and `shrink`).
-    size: AtomicUsize,
+    size: Arc<AtomicUsize>,
 }
 
 /// Every pool thread ever started, with the slot through which it reports what it runs.
 type Threads = Arc<Mutex<Vec<(JoinHandle<()>, Arc<thread::Slot>)>>>;
+
+/// The pool's gauges, read at each scrape.
+struct Probe<J> {
+    queue: Arc<Queue<J>>,
+    size: Arc<AtomicUsize>,
+}
+
+impl<J: Send> PoolProbe for Probe<J> {
+    fn sample(&self) -> PoolSample {
+        let (queued, idle, busy) = self.queue.sample();
+        PoolSample {
+            size: self.size.load(Ordering::Relaxed) as u64,
+            busy: busy as u64,
+            idle: idle as u64,
+            queued: queued as u64,
+        }
+    }
+}
 
 /// The sending side, cloned into every connection.
 pub struct Submitter<J> {
@@ -146,6 +165,15 @@ impl<J: Send + 'static> Pool<J> {
         opts: PoolOptions,
         handler: Arc<H>,
     ) -> std::io::Result<Pool<J>> {
+        Pool::start_observed(opts, handler, None)
+    }
+
+    /// `start`, with the threads reporting to `metrics` (time waiting for the GIL, restarts).
+    pub fn start_observed<H: Handler<Job = J>>(
+        opts: PoolOptions,
+        handler: Arc<H>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> std::io::Result<Pool<J>> {
         let queue = Arc::new(Queue::with_limit(opts.queue_limit));
         let threads: Threads = Arc::default();
         let spawner = Arc::new(thread::Spawner::new(
@@ -153,6 +181,7 @@ impl<J: Send + 'static> Pool<J> {
             handler,
             threads.clone(),
             opts.recycle,
+            metrics,
         ));
         for _ in 0..opts.size.max(1) {
             spawner.spawn()?;
@@ -167,7 +196,15 @@ impl<J: Send + 'static> Pool<J> {
             threads,
             watchdog,
             spawn: Box::new(move || spawner.spawn()),
-            size: AtomicUsize::new(opts.size.max(1)),
+            size: Arc::new(AtomicUsize::new(opts.size.max(1))),
+        })
+    }
+
+    /// Reads the pool's gauges for the metrics.
+    pub fn probe(&self) -> Box<dyn PoolProbe> {
+        Box::new(Probe {
+            queue: self.queue.clone(),
+            size: self.size.clone(),
         })
     }
 

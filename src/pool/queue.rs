@@ -25,6 +25,8 @@ struct State<J> {
     signals: usize,
     /// Threads asked to leave the pool (`shrink`) and not yet gone.
     leaving: usize,
+    /// Threads running a job (for the metrics).
+    running: usize,
     closed: bool,
 }
 
@@ -50,6 +52,7 @@ impl<J> Queue<J> {
             standby: 0,
             signals: 0,
             leaving: 0,
+            running: 0,
             closed: false,
         };
         Queue {
@@ -93,6 +96,7 @@ impl<J> Queue<J> {
         let mut st = self.lock();
         let job = st.jobs.pop_front()?;
         st.standby -= 1;
+        st.running += 1;
         if !st.jobs.is_empty() && st.standby == 0 {
             self.wake_one(&mut st);
         }
@@ -101,7 +105,15 @@ impl<J> Queue<J> {
 
     /// A running thread finished its job and is on standby again.
     pub(super) fn back_on_standby(&self) {
-        self.lock().standby += 1;
+        let mut st = self.lock();
+        st.standby += 1;
+        st.running = st.running.saturating_sub(1);
+    }
+
+    /// (jobs waiting, threads waiting for work, threads running a job), under one lock.
+    pub(super) fn sample(&self) -> (usize, usize, usize) {
+        let st = self.lock();
+        (st.jobs.len(), st.sleeping + st.standby, st.running)
     }
 
     /// Called on standby with nothing to take (and Python detached): sleeps until woken, and
@@ -149,6 +161,7 @@ impl<J> Queue<J> {
             return false;
         }
         st.leaving -= 1;
+        st.running = st.running.saturating_sub(1);
         self.handed_over(&mut st);
         true
     }
@@ -157,6 +170,7 @@ impl<J> Queue<J> {
     /// abandoned): someone must still serve what is queued.
     pub(super) fn leave(&self) {
         let mut st = self.lock();
+        st.running = st.running.saturating_sub(1);
         self.handed_over(&mut st);
     }
 

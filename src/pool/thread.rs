@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 
 use super::queue::Queue;
 use super::{Describe, Handler, Recycle, Threads};
+use crate::metrics::Metrics;
 
 /// Python code can recurse deeply (Django templates); give threads the stack CPython's own
 /// threads get on Linux.
@@ -62,6 +63,8 @@ pub(super) struct Spawner<H: Handler> {
     threads: Threads,
     next: AtomicUsize,
     recycle: Option<Recycle>,
+    /// Told how long threads wait for the GIL, and of restarts; `None` measures nothing.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<H: Handler> Spawner<H> {
@@ -70,6 +73,7 @@ impl<H: Handler> Spawner<H> {
         handler: Arc<H>,
         threads: Threads,
         recycle: Option<Recycle>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Spawner {
             queue,
@@ -77,7 +81,18 @@ impl<H: Handler> Spawner<H> {
             threads,
             next: AtomicUsize::new(0),
             recycle,
+            metrics,
         }
+    }
+
+    /// Starts a thread to take the place of one that leaves (recycled, or counted out by the
+    /// watchdog).
+    pub(super) fn replace(self: &Arc<Self>) -> std::io::Result<()> {
+        self.spawn()?;
+        if let Some(m) = &self.metrics {
+            m.thread_restarted();
+        }
+        Ok(())
     }
 
     pub(super) fn handler(&self) -> &H {
@@ -129,6 +144,7 @@ pub fn waiting_for_client<R>(wait: impl FnOnce() -> R) -> R {
 
 fn run<H: Handler>(spawner: &Arc<Spawner<H>>, slot: &Arc<Slot>) {
     let (queue, handler) = (&*spawner.queue, &*spawner.handler);
+    let metrics = spawner.metrics.as_deref();
     let mut jobs_left = spawner.recycle.map(|r| r.limit_for(slot.index));
     SLOT.with(|s| *s.borrow_mut() = Some(slot.clone()));
     queue.join();
@@ -170,7 +186,13 @@ fn run<H: Handler>(spawner: &Arc<Spawner<H>>, slot: &Arc<Slot>) {
                     st.abandoned
                 };
                 match done {
-                    Ok(done) if handler.needs_finish() => py.detach(|| handler.finish(done)),
+                    Ok(done) if handler.needs_finish() => {
+                        let back = py.detach(|| {
+                            handler.finish(done);
+                            metrics.map(|_| Instant::now())
+                        });
+                        gil_waited(metrics, back);
+                    }
                     Ok(_) => {}
                     Err(_) => {
                         tracing::error!("a pool thread caught a panic while serving a request")
@@ -187,7 +209,7 @@ fn run<H: Handler>(spawner: &Arc<Spawner<H>>, slot: &Arc<Slot>) {
                         // The replacement joins before this thread leaves, so the pool never
                         // runs short and no queued request waits for it.
                         tracing::info!("Autorestarting worker after current request.");
-                        if let Err(err) = spawner.spawn() {
+                        if let Err(err) = spawner.replace() {
                             tracing::error!("Cannot start a replacement worker thread: {err}");
                             *left = 1;
                         } else {
@@ -204,12 +226,23 @@ fn run<H: Handler>(spawner: &Arc<Spawner<H>>, slot: &Arc<Slot>) {
             }
             // Before sleeping, let the I/O threads run once: on a busy core they queue the next
             // requests while this thread is still awake, which spares a wake-up per request.
-            if !py.detach(|| {
+            let (more, woke) = py.detach(|| {
                 std::thread::yield_now();
-                queue.sleep()
-            }) {
+                let more = queue.sleep();
+                (more, metrics.map(|_| Instant::now()))
+            });
+            if !more {
                 return;
             }
+            gil_waited(metrics, woke);
         }
     });
+}
+
+/// Counts the wait between `since` (when a detached thread was ready to go on) and now (it
+/// holds the GIL again).
+fn gil_waited(metrics: Option<&Metrics>, since: Option<Instant>) {
+    if let (Some(m), Some(since)) = (metrics, since) {
+        m.gil_waited(since.elapsed());
+    }
 }

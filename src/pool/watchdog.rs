@@ -109,7 +109,7 @@ fn watch<H: Handler>(
             tracing::debug!(
                 "Worker thread {index} waits on a slow client; another thread takes its place"
             );
-            if let Err(err) = spawner.spawn() {
+            if let Err(err) = spawner.replace() {
                 tracing::error!("Cannot start a replacement worker thread: {err}");
             }
         }
@@ -124,7 +124,7 @@ fn watch<H: Handler>(
                 slot.index,
                 grace.as_secs()
             );
-            if let Err(err) = spawner.spawn() {
+            if let Err(err) = spawner.replace() {
                 tracing::error!("Cannot start a replacement worker thread: {err}");
             }
         }

@@ -241,7 +241,7 @@ struct Tracked {
     activity: Arc<Activity>,
 }
 
-type TrackedResponse = Response<TrackedBody<crate::http::ResponseBody>>;
+type TrackedResponse = Response<TrackedBody<crate::http::MeteredBody>>;
 
 impl Service<Request<Incoming>> for Tracked {
     type Response = TrackedResponse;

@@ -180,6 +180,7 @@ fn report(py: Python<'_>, parts: &http::request::Parts, stop: Stop) {
     match stop {
         Stop::Raised(err) => {
             tracing::error!(
+                target: crate::metrics::statsd::EXCEPTION_TARGET,
                 "Error handling request {}\n{}",
                 parts.uri,
                 format_exception(py, &err).trim_end()

@@ -84,6 +84,7 @@ pub(crate) fn serve(source: &str, threads: usize) -> Server {
             limit_request_body: None,
             budget: None,
             static_site: None,
+            metrics: None,
         });
         let opts = ConnOptions {
             keepalive: Some(Duration::from_secs(2)),
