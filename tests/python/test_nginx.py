@@ -13,88 +13,21 @@ location, and kept-alive upstream connections. The app is wsgi_apps behind werkz
 import hashlib
 import http.client
 import json
-import os
-import pwd
 import shutil
 import ssl
 import subprocess
-import threading
-import time
 
 import pytest
 import requests
-from helpers import APPS_DIR, REPO, _Reader, free_port, pattern_bytes
+from helpers import APPS_DIR, REPO, free_port, pattern_bytes
+from nginx_runner import NGINX, Nginx, render
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 EXAMPLE = REPO / "examples" / "nginx" / "ferrocorn.conf"
 COMPOSE_CONF = REPO / "docker" / "nginx.conf"
 SOCKET_IN_CONFIGS = "unix:/run/ferrocorn/ferrocorn.sock"
-
-
-def render(path, replacements):
-    text = path.read_text()
-    for old, new in replacements:
-        assert old in text, f"{path.name} no longer contains {old!r}"
-        text = text.replace(old, new)
-    return text
-
-
-class Nginx:
-    """nginx in the foreground with ``site`` as its only server file, logging to stderr."""
-
-    def __init__(self, tmp, site):
-        self.root = tmp / "nginx"
-        self.root.mkdir()
-        (self.root / "site.conf").write_text(site)
-        temp = {name: self.root / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-        # As root nginx would switch its workers to `nobody`, who cannot reach pytest's tmp.
-        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
-        (self.root / "nginx.conf").write_text(
-            f"""
-            {user}
-            daemon off;
-            worker_processes 1;
-            pid {self.root}/nginx.pid;
-            error_log stderr notice;
-            events {{ worker_connections 256; }}
-            http {{
-                include /etc/nginx/mime.types;
-                access_log {self.root}/access.log;
-                client_body_temp_path {temp["body"]};
-                proxy_temp_path {temp["proxy"]};
-                fastcgi_temp_path {temp["fastcgi"]};
-                uwsgi_temp_path {temp["uwsgi"]};
-                scgi_temp_path {temp["scgi"]};
-                include {self.root}/site.conf;
-            }}
-            """
-        )
-        self.proc = subprocess.Popen(
-            [NGINX, "-e", "stderr", "-p", str(self.root), "-c", str(self.root / "nginx.conf")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self._cond = threading.Condition()
-        self._err = _Reader(self.proc.stderr, self._cond)
-        self._err.start()
-        # The master binds every listener before it starts a worker.
-        deadline = time.monotonic() + 20
-        with self._cond:
-            while not any("start worker process" in line for line in self._err.lines):
-                remaining = deadline - time.monotonic()
-                if self._err.eof or remaining <= 0:
-                    raise AssertionError("nginx did not start:\n" + "\n".join(self._err.lines))
-                self._cond.wait(remaining)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self._err.join(5)
 
 
 @pytest.fixture
