@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import yaml
-from helpers import REPO, RawConnection, _Reader, free_port, run_cli
+from helpers import REPO, RawConnection, _Reader, free_port, poll_until, run_cli
 from nginx_runner import NGINX, Nginx, render
 
 PODMAN = shutil.which("podman")
@@ -349,9 +349,11 @@ def test_the_k8s_pod_spec_read_only_as_non_root(image, containers):
     c.wait_for_line(rf"Listening at: http://0\.0\.0\.0:{ports['http']} ")
     assert requests.get(c.url + "/", timeout=10).status_code == 200
     probe_url = f"http://127.0.0.1:{c.host_ports.get(ports['metrics'])}"
+    ready_url = probe_url + spec["readinessProbe"]["httpGet"]["path"]
     if metrics:
         assert requests.get(probe_url + spec["livenessProbe"]["httpGet"]["path"], timeout=5).ok
-        assert requests.get(probe_url + spec["readinessProbe"]["httpGet"]["path"], timeout=5).ok
+        # Readiness is state the kubelet polls for, and so does this test.
+        poll_until(lambda: requests.get(ready_url, timeout=5).ok, what="/ready answering 200")
     # The preStop hook's command exists in the image.
     prestop = spec["lifecycle"]["preStop"]["exec"]["command"]
     assert podman("exec", c.name, prestop[0], "0").returncode == 0
@@ -361,7 +363,7 @@ def test_the_k8s_pod_spec_read_only_as_non_root(image, containers):
         c.wait_for_line(r"slow request started")
         c.kill("TERM")
         if metrics:
-            ready = requests.get(probe_url + spec["readinessProbe"]["httpGet"]["path"], timeout=5)
-            assert ready.status_code == 503
+            c.wait_for_line(r"Handling signal: term")
+            assert requests.get(ready_url, timeout=5).status_code == 503
         assert slow.result().text == "slept 2.0"
     assert c.wait(timeout=pod["terminationGracePeriodSeconds"]) == 0
