@@ -72,8 +72,8 @@ pub fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
 fn report(err: &StartupError) {
     match err {
         StartupError::Config(ConfigError::Cli(e)) if !e.use_stderr() => {
-            // --help and --version.
-            print!("{e}");
+            // --help and --version; a reader that stops early (`| head`) is not an error.
+            let _ = write!(std::io::stdout(), "{e}");
         }
         StartupError::Config(ConfigError::Cli(e)) => {
             // One line naming the flag and the value; clap's further lines are advice.

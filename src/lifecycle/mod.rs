@@ -1062,7 +1062,8 @@ fn start_logs(py: Python<'_>, log: &LogSettings) -> Result<Option<AccessLog>, St
 /// would, and stop.
 fn check(py: Python<'_>, settings: &Settings) -> Result<(), StartupError> {
     if let Mode::Print(text) = &settings.mode {
-        print!("{text}");
+        // A reader that stops early (`| head`) is not an error.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     }
     wsgi::app::prepare(py, &settings.app)
         .and_then(|()| wsgi::app::load_app(py, &settings.app))
