@@ -169,6 +169,7 @@ impl AppService {
 /// rest of the server expects it: `:authority` becomes `Host` (it takes precedence, RFC 9113
 /// 8.3.1, as in gunicorn) and the target its path and query.
 fn http2_head(req: &mut Request<Incoming>, limits: &Limits) -> Result<(), Reject> {
+    join_cookies(req.headers_mut());
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > limits.request_line {
         return Err(Reject::LineTooLong);
@@ -194,6 +195,27 @@ fn http2_head(req: &mut Request<Incoming>, limits: &Limits) -> Result<(), Reject
         *req.uri_mut() = http::Uri::from(pq);
     }
     Ok(())
+}
+
+/// HTTP/2 clients may send each cookie as its own `cookie` field (browsers do); RFC 9113 8.2.3
+/// has them joined with "; " before an application sees them. Left apart, the environ would
+/// join them with "," as for any repeated header, which no cookie parser reads.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let cookies = headers.get_all(http::header::COOKIE);
+    if cookies.iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in cookies {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Made of valid field values and "; ", so it is one too.
+    if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::COOKIE, value);
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for AppService {

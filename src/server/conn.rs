@@ -159,24 +159,40 @@ async fn http2<S>(
     let io = GuardedIo::unguarded(stream, ctx.send_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // Told to stop, or no stream open for the keep-alive time.
+    let ending = async {
+        tokio::select! {
+            _ = finishing(&mut stop) => {}
+            () = activity.idle(ctx.idle) => {}
+        }
+    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = finishing(&mut stop) => {
+        () = ending => {
             conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = activity.idle(ctx.idle) => {
-            conn.as_mut().graceful_shutdown();
-            // hyper waits for the client's answer to a PING before the final GOAWAY; a client
-            // that never answers is not waited for long.
-            match tokio::time::timeout(GOAWAY_WAIT, conn).await {
-                Ok(r) => r,
-                Err(_) => Ok(()),
-            }
+            until_quiet(conn, &activity).await
         }
     };
     if let Err(err) = result {
         tracing::debug!(cause = %err, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Runs a connection told to close (GOAWAY sent) while its streams finish. hyper then waits
+/// for the client's answer to a PING before it closes; a client that never answers (gone
+/// without a FIN) is given up on once no stream has been open for `GOAWAY_WAIT`, so it can
+/// neither hold a stop for the whole graceful timeout nor cut a stream short.
+async fn until_quiet<C>(conn: C, activity: &Activity) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let quiet = async {
+        tokio::time::sleep(GOAWAY_WAIT).await;
+        activity.idle(GOAWAY_WAIT).await;
+    };
+    tokio::select! {
+        r = conn => r,
+        () = quiet => Ok(()),
     }
 }
 

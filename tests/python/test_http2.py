@@ -265,3 +265,34 @@ def test_http2_cleartext_true_in_a_config_file_means_prior_knowledge(server_fact
     server = server_factory("wsgi_apps", ["-c", str(conf)])
     _, version, code = curl("--http2-prior-knowledge", f"{server.url}/echo")
     assert (version, code) == ("2", 200)
+
+
+def test_cookies_sent_as_separate_fields_reach_the_app_as_one(server_factory):
+    # Browsers send each cookie as its own field over HTTP/2; Django and http.cookies read
+    # HTTP_COOKIE split on ";".
+    server = server_factory("wsgi_apps", H2C)
+    out = subprocess.run(
+        ["nghttp", "-H", "cookie: sessionid=abc", "-H", "cookie: csrftoken=xyz",
+         f"{server.url}/echo"],
+        capture_output=True, timeout=30, check=True,
+    )  # fmt: skip
+    env = json.loads(out.stdout)["environ"]
+    assert env["HTTP_COOKIE"] == "sessionid=abc; csrftoken=xyz"
+    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+
+
+def test_sigterm_does_not_wait_the_graceful_timeout_for_a_client_that_never_answers(
+    server_factory,
+):
+    # An idle HTTP/2 client gone without a FIN never answers the PING that comes with GOAWAY:
+    # the server gives up on it after a few seconds, not after --graceful-timeout.
+    server = server_factory("wsgi_apps", [*H2C, "--graceful-timeout", "120"])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        got, _ = frames(s.recv(65536))
+        assert got and got[0][0] == 4, got  # the server's SETTINGS: the connection is up
+        started = time.monotonic()
+        stopped = server.stop(signal.SIGTERM, timeout=60)
+        waited = time.monotonic() - started
+    assert stopped.code == 0
+    assert waited < 30, waited
