@@ -667,6 +667,7 @@ fn resolve(
             _ => None,
         })
         .collect();
+    let client_certs_asked = ca_certs.is_some() || cert_reqs != 0;
     let tls = resolve_tls(
         certfile,
         keyfile,
@@ -689,6 +690,18 @@ fn resolve(
             },
         });
     let mut protocol_notes = Vec::new();
+    if let Some(list) = tls.as_ref().and_then(|t| t.ciphers.as_ref()) {
+        if !list.1.is_empty() {
+            protocol_notes.push(format!(
+                "ciphers: rustls does not implement {}; left out, as OpenSSL leaves out what it \
+                 cannot use",
+                list.1.join(", ")
+            ));
+        }
+    }
+    if tls.is_none() && client_certs_asked {
+        protocol_notes.push("ca_certs and cert_reqs have no effect without --certfile".to_string());
+    }
     let cleartext = http2_cleartext == "prior-knowledge";
     match (&http2, tls.is_some(), cleartext) {
         (None, _, true) => protocol_notes

@@ -84,9 +84,11 @@ pub struct Http2Settings {
     pub max_header_list_size: u32,
 }
 
-/// The suites `--ciphers` allows, as IANA code points in the order given.
+/// The suites `--ciphers` allows, as IANA code points in the order given, and the names in the
+/// list that OpenSSL knows but rustls does not implement (left out, as OpenSSL leaves out what
+/// it cannot use; said at startup).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CipherList(pub Vec<u16>);
+pub struct CipherList(pub Vec<u16>, pub Vec<String>);
 
 /// A suite rustls offers: its OpenSSL and IANA names, code point, and the OpenSSL aliases that
 /// select it.
@@ -198,7 +200,6 @@ const ABSENT: &[&str] = &[
     "kSRP",
     "DSS",
     "aDSS",
-    "DSS",
     "CAMELLIA",
     "SEED",
     "IDEA",
@@ -228,6 +229,24 @@ const ABSENT: &[&str] = &[
     "GOST",
 ];
 
+/// The words OpenSSL's own suite names are made of (`DHE-RSA-AES128-GCM-SHA256`,
+/// `EDH-RSA-DES-CBC3-SHA`): a name made only of them is a suite OpenSSL knows, even when rustls
+/// does not implement it.
+#[rustfmt::skip]
+const SUITE_WORDS: &[&str] = &[
+    "ECDHE", "ECDH", "DHE", "EDH", "DH", "ADH", "AECDH", "RSA", "ECDSA", "DSS", "PSK", "SRP",
+    "KRB5", "EXP", "EXP1024", "AES128", "AES256", "AES", "GCM", "CCM", "CCM8", "CBC", "CBC3",
+    "CHACHA20", "POLY1305", "CAMELLIA128", "CAMELLIA256", "ARIA128", "ARIA256", "DES", "DES40",
+    "3DES", "RC4", "RC2", "IDEA", "SEED", "NULL", "MD5", "SHA", "SHA256", "SHA384", "GOST",
+    "GOST89", "GOST94", "GOST2001", "GOST2012", "MAGMA", "KUZNYECHIK", "OMAC", "CNT", "IMIT", "40",
+    "56",
+];
+
+/// Whether `word` is shaped like one of OpenSSL's suite names.
+fn openssl_suite_name(word: &str) -> bool {
+    word.contains('-') && word.split('-').all(|w| SUITE_WORDS.contains(&w))
+}
+
 /// The suites `word` names: one suite by its OpenSSL or IANA name, an alias, or an
 /// intersection (`ECDHE+AESGCM`). `Ok(None)` for a name that selects nothing rustls offers.
 fn select(word: &str) -> Result<Option<Vec<u16>>, String> {
@@ -236,6 +255,9 @@ fn select(word: &str) -> Result<Option<Vec<u16>>, String> {
         .find(|s| s.openssl.eq_ignore_ascii_case(word) || s.iana.eq_ignore_ascii_case(word))
     {
         return Ok(Some(vec![s.id]));
+    }
+    if openssl_suite_name(word) {
+        return Ok(None);
     }
     let parts: Vec<&str> = word.split('+').collect();
     let mut absent = false;
@@ -269,12 +291,15 @@ fn select(word: &str) -> Result<Option<Vec<u16>>, String> {
 }
 
 /// Parses an OpenSSL cipher list (`:`, `,` or space separated; `!X`/`-X` remove, `+X` and
-/// `@STRENGTH`/`@SECLEVEL=n` are accepted for compatibility and change nothing). A name that
-/// selects no suite rustls implements is refused, naming it. As with OpenSSL's cipher list,
-/// which never touches TLS 1.3, every TLS 1.3 suite stays allowed unless the list names one.
+/// `@STRENGTH`/`@SECLEVEL=n` are accepted for compatibility and change nothing). As OpenSSL
+/// (and so gunicorn) does, a name it knows that selects nothing usable is left out, so the
+/// lists people paste (Mozilla's "intermediate") work; a name OpenSSL would not know either,
+/// or a list that leaves nothing, is refused. As with OpenSSL's cipher list, which never
+/// touches TLS 1.3, every TLS 1.3 suite stays allowed unless the list names one.
 pub fn parse_ciphers(list: &str) -> Result<CipherList, String> {
     let mut chosen: Vec<u16> = Vec::new();
     let mut removed: Vec<u16> = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
     for item in list
         .split([':', ',', ' '])
         .map(str::trim)
@@ -298,27 +323,32 @@ pub fn parse_ciphers(list: &str) -> Result<CipherList, String> {
                     }
                 }
             }
-            None => {
-                return Err(format!(
-                    "cipher '{name}' is not one rustls implements (rustls offers {})",
-                    SUITES
-                        .iter()
-                        .map(|s| s.openssl)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
+            None => ignored.push(name.to_string()),
         }
-    }
-    let is13 = |id: &u16| (0x1301..=0x1303).contains(id);
-    if !chosen.iter().any(is13) {
-        chosen.extend(SUITES.iter().map(|s| s.id).filter(is13));
     }
     chosen.retain(|id| !removed.contains(id));
     if chosen.is_empty() {
-        return Err("the list leaves no cipher suite".into());
+        let offered = SUITES.iter().map(|s| s.openssl).collect::<Vec<_>>();
+        return Err(match ignored.is_empty() {
+            true => "the list leaves no cipher suite".into(),
+            false => format!(
+                "the list leaves no cipher suite: rustls does not implement {} (it offers {})",
+                ignored.join(", "),
+                offered.join(", ")
+            ),
+        });
     }
-    Ok(CipherList(chosen))
+    let is13 = |id: &u16| (0x1301..=0x1303).contains(id);
+    if !chosen.iter().any(is13) {
+        chosen.extend(
+            SUITES
+                .iter()
+                .map(|s| s.id)
+                .filter(is13)
+                .filter(|id| !removed.contains(id)),
+        );
+    }
+    Ok(CipherList(chosen, ignored))
 }
 
 #[cfg(test)]
@@ -348,11 +378,34 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unimplemented_names_are_refused_by_name() {
+    fn unknown_names_are_refused_by_name() {
         let err = parse_ciphers("ECDHE-RSA-AES128-GCM-SHA256:BOGUS-CIPHER").unwrap_err();
         assert!(err.contains("'BOGUS-CIPHER'"), "{err}");
-        let err = parse_ciphers("RC4").unwrap_err();
-        assert!(err.contains("'RC4'"), "{err}");
         assert!(parse_ciphers("!HIGH").is_err());
+    }
+
+    #[test]
+    fn names_openssl_knows_but_rustls_lacks_are_left_out_as_openssl_does() {
+        // Mozilla's "intermediate" list.
+        let l = parse_ciphers(
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:\
+             ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
+             DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305",
+        )
+        .unwrap();
+        assert_eq!(&l.0[..3], &[0xC02B, 0xC02F, 0xC02C]);
+        assert_eq!(
+            l.1,
+            [
+                "DHE-RSA-AES128-GCM-SHA256",
+                "DHE-RSA-AES256-GCM-SHA384",
+                "DHE-RSA-CHACHA20-POLY1305"
+            ]
+        );
+        let l = parse_ciphers("DHE+AESGCM:AES256-SHA:ECDHE+AESGCM").unwrap();
+        assert_eq!(l.1, ["DHE+AESGCM", "AES256-SHA"]);
+        // Nothing left: refused, naming what rustls lacks.
+        let err = parse_ciphers("RC4:EDH-RSA-DES-CBC3-SHA").unwrap_err();
+        assert!(err.contains("RC4, EDH-RSA-DES-CBC3-SHA"), "{err}");
     }
 }

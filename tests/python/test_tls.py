@@ -219,10 +219,34 @@ def test_an_unknown_cipher_exits_2_naming_it(tmp_path, certs):
     )
     assert result.returncode == 2
     assert "'NO-SUCH-CIPHER'" in result.stderr
-    # A real OpenSSL cipher rustls does not implement is refused too.
-    result = run_cli(["--bind", "127.0.0.1:0", *tls_args(certs), "--ciphers", "RC4", "wsgi_apps"])
+    # Real OpenSSL ciphers rustls does not implement, and nothing else: nothing is left.
+    result = run_cli(
+        ["--bind", "127.0.0.1:0", *tls_args(certs), "--ciphers", "RC4:DES-CBC3-SHA", "wsgi_apps"]
+    )
     assert result.returncode == 2
-    assert "'RC4'" in result.stderr
+    assert "does not implement RC4, DES-CBC3-SHA" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# Mozilla's "intermediate" server configuration, as gunicorn users paste it.
+MOZILLA_INTERMEDIATE = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+
+
+def test_a_pasted_openssl_list_serves_what_rustls_has_and_names_the_rest(server_factory, certs):
+    # OpenSSL (so gunicorn) leaves out what it cannot use; so does ferrocorn, and says so.
+    server = server_factory("wsgi_apps", [*tls_args(certs), "--ciphers", MOZILLA_INTERMEDIATE])
+    _, _, cipher, _ = get(server, client_context(certs, max_version=ssl.TLSVersion.TLSv1_2))
+    assert cipher[:2] == ("ECDHE-RSA-AES128-GCM-SHA256", "TLSv1.2")
+    warning = [line for line in server.err_lines if "ciphers:" in line]
+    assert len(warning) == 1, server.err_lines
+    assert (
+        "DHE-RSA-AES128-GCM-SHA256, DHE-RSA-AES256-GCM-SHA384, DHE-RSA-CHACHA20-POLY1305"
+        in (warning[0])
+    )
 
 
 def test_min_version_1_3_refuses_a_tls_1_2_client(server_factory, certs):
