@@ -149,7 +149,7 @@ def test_ports_and_probes_match_the_arguments(k8s, container):
     for probe, path in [
         ("readinessProbe", "/ready"),
         ("livenessProbe", "/health"),
-        ("startupProbe", "/health"),
+        ("startupProbe", "/ready"),
     ]:
         get = container[probe]["httpGet"]
         assert (get["path"], ports[get["port"]]) == (path, ports["metrics"]), probe
