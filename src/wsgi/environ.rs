@@ -277,7 +277,6 @@ pub(super) fn build<'py>(
         if key.as_str().contains('_') && !review.keep.contains(key) {
             continue;
         }
-        let env_key = header_key(key);
         let mut values = parts.headers.get_all(key).iter();
         let Some(first) = values.next() else { continue };
         let value = match values.next() {
@@ -291,10 +290,9 @@ pub(super) fn build<'py>(
                 latin1(py, Cow::Owned(joined))
             }
         };
-        match env_key {
-            HeaderKey::ContentType => env.set_item(intern!(py, "CONTENT_TYPE"), value)?,
-            HeaderKey::ContentLength => env.set_item(intern!(py, "CONTENT_LENGTH"), value)?,
-            HeaderKey::Http(k) => env.set_item(k, value)?,
+        match common_key(py, key.as_str()) {
+            Some(k) => env.set_item(k, value)?,
+            None => env.set_item(header_key(key), value)?,
         }
     }
     Ok(Ok(env))
@@ -313,22 +311,71 @@ pub fn build_for_bench<'py>(
         .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))
 }
 
-/// Where a request header goes in the environ.
-#[derive(Debug, PartialEq)]
-enum HeaderKey {
-    ContentType,
-    ContentLength,
-    Http(String),
+/// The environ key of a header most requests carry, as a Python string made once (its hash
+/// kept): a request pays no allocation and no hashing for these keys. Names arrive lower-case
+/// from hyper. `header_key` gives the same key for every name here (a test checks).
+macro_rules! common_keys {
+    ($($name:literal => $key:literal,)*) => {
+        fn common_key<'py>(py: Python<'py>, name: &str) -> Option<&'py Bound<'py, PyString>> {
+            Some(match name {
+                $($name => intern!(py, $key),)*
+                _ => return None,
+            })
+        }
+
+        #[cfg(test)]
+        const COMMON_KEYS: &[(&str, &str)] = &[$(($name, $key),)*];
+    };
 }
 
-/// `user-agent` → `HTTP_USER_AGENT`. Names with `_` map onto the same keys as names with `-`,
-/// which is why `HeaderPolicy` decides first whether they get here at all.
-fn header_key(name: &http::HeaderName) -> HeaderKey {
+common_keys! {
+    "host" => "HTTP_HOST",
+    "user-agent" => "HTTP_USER_AGENT",
+    "accept" => "HTTP_ACCEPT",
+    "accept-encoding" => "HTTP_ACCEPT_ENCODING",
+    "accept-language" => "HTTP_ACCEPT_LANGUAGE",
+    "connection" => "HTTP_CONNECTION",
+    "cookie" => "HTTP_COOKIE",
+    "referer" => "HTTP_REFERER",
+    "origin" => "HTTP_ORIGIN",
+    "authorization" => "HTTP_AUTHORIZATION",
+    "cache-control" => "HTTP_CACHE_CONTROL",
+    "pragma" => "HTTP_PRAGMA",
+    "content-type" => "CONTENT_TYPE",
+    "content-length" => "CONTENT_LENGTH",
+    "if-none-match" => "HTTP_IF_NONE_MATCH",
+    "if-modified-since" => "HTTP_IF_MODIFIED_SINCE",
+    "range" => "HTTP_RANGE",
+    "upgrade-insecure-requests" => "HTTP_UPGRADE_INSECURE_REQUESTS",
+    "sec-fetch-dest" => "HTTP_SEC_FETCH_DEST",
+    "sec-fetch-mode" => "HTTP_SEC_FETCH_MODE",
+    "sec-fetch-site" => "HTTP_SEC_FETCH_SITE",
+    "sec-fetch-user" => "HTTP_SEC_FETCH_USER",
+    "sec-ch-ua" => "HTTP_SEC_CH_UA",
+    "sec-ch-ua-mobile" => "HTTP_SEC_CH_UA_MOBILE",
+    "sec-ch-ua-platform" => "HTTP_SEC_CH_UA_PLATFORM",
+    "priority" => "HTTP_PRIORITY",
+    "dnt" => "HTTP_DNT",
+    "x-requested-with" => "HTTP_X_REQUESTED_WITH",
+    "x-csrftoken" => "HTTP_X_CSRFTOKEN",
+    "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
+    "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
+    "x-forwarded-host" => "HTTP_X_FORWARDED_HOST",
+    "x-forwarded-port" => "HTTP_X_FORWARDED_PORT",
+    "x-real-ip" => "HTTP_X_REAL_IP",
+    "x-request-id" => "HTTP_X_REQUEST_ID",
+    "forwarded" => "HTTP_FORWARDED",
+}
+
+/// `user-agent` → `HTTP_USER_AGENT`; `content-type` and `content-length` lose the prefix.
+/// Names with `_` map onto the same keys as names with `-`, which is why `HeaderPolicy`
+/// decides first whether they get here at all.
+fn header_key(name: &http::HeaderName) -> Cow<'static, str> {
     if name == CONTENT_TYPE {
-        return HeaderKey::ContentType;
+        return Cow::Borrowed("CONTENT_TYPE");
     }
     if name == CONTENT_LENGTH {
-        return HeaderKey::ContentLength;
+        return Cow::Borrowed("CONTENT_LENGTH");
     }
     let s = name.as_str();
     let mut key = String::with_capacity(5 + s.len());
@@ -340,7 +387,7 @@ fn header_key(name: &http::HeaderName) -> HeaderKey {
             c.to_ascii_uppercase()
         }
     }));
-    HeaderKey::Http(key)
+    Cow::Owned(key)
 }
 
 /// Percent-decodes a path to bytes. Invalid escapes stay as they are, as in `urllib.parse`.
@@ -503,13 +550,27 @@ mod tests {
     #[test]
     fn header_names_map_like_gunicorn() {
         let k = |s: &str| header_key(&http::HeaderName::from_bytes(s.as_bytes()).unwrap());
-        assert_eq!(k("user-agent"), HeaderKey::Http("HTTP_USER_AGENT".into()));
-        assert_eq!(k("content-type"), HeaderKey::ContentType);
-        assert_eq!(k("content-length"), HeaderKey::ContentLength);
-        assert_eq!(
-            k("x_forwarded_for"),
-            HeaderKey::Http("HTTP_X_FORWARDED_FOR".into())
-        );
+        assert_eq!(k("user-agent"), "HTTP_USER_AGENT");
+        assert_eq!(k("content-type"), "CONTENT_TYPE");
+        assert_eq!(k("content-length"), "CONTENT_LENGTH");
+        assert_eq!(k("x_forwarded_for"), "HTTP_X_FORWARDED_FOR");
+        assert_eq!(k("x-custom-thing"), "HTTP_X_CUSTOM_THING");
+    }
+
+    #[test]
+    fn common_keys_are_what_the_mapping_gives() {
+        for (name, key) in COMMON_KEYS {
+            assert_eq!(
+                *key,
+                header_key(&http::HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+        Python::attach(|py| {
+            let key = common_key(py, "user-agent").unwrap();
+            assert_eq!(key.to_str().unwrap(), "HTTP_USER_AGENT");
+            assert!(common_key(py, "x-custom-thing").is_none());
+        });
     }
 
     fn policy(allow: &str, mode: HeaderMapMode) -> HeaderPolicy {
