@@ -34,14 +34,14 @@ fn environ(c: &mut Criterion) {
         });
         let statics = Statics::new(py, "", true, false, Keep::default(), policy)
             .expect("static environ template");
-        let conn = ConnInfo {
-            remote_addr: "127.0.0.1".into(),
-            remote_port: "51234".into(),
-            server_name: "127.0.0.1".into(),
-            server_port: "8000".into(),
-            url_scheme: "http",
-            client_cert: None,
-        };
+        let conn = ConnInfo::new(
+            "127.0.0.1".into(),
+            "51234".into(),
+            "127.0.0.1".into(),
+            "8000".into(),
+            "http",
+            None,
+        );
         let wrk = parts(&[("host", "127.0.0.1:8000")], "/hello/");
         let browser = parts(
             &[

@@ -126,22 +126,22 @@ impl AppService {
         };
         let client_cert = tls.and_then(|t| t.client_cert);
         let conn = match meta {
-            ConnMeta::Tcp { peer, local } => ConnInfo {
-                remote_addr: peer.ip().to_canonical().to_string(),
-                remote_port: peer.port().to_string(),
-                server_name: local.ip().to_canonical().to_string(),
-                server_port: local.port().to_string(),
+            ConnMeta::Tcp { peer, local } => ConnInfo::new(
+                peer.ip().to_canonical().to_string(),
+                peer.port().to_string(),
+                local.ip().to_canonical().to_string(),
+                local.port().to_string(),
                 url_scheme,
                 client_cert,
-            },
-            ConnMeta::Unix { path } => ConnInfo {
-                remote_addr: String::new(),
-                remote_port: String::new(),
-                server_name: path.clone(),
-                server_port: String::new(),
+            ),
+            ConnMeta::Unix { path } => ConnInfo::new(
+                String::new(),
+                String::new(),
+                path.clone(),
+                String::new(),
                 url_scheme,
                 client_cert,
-            },
+            ),
         };
         let open = shared.metrics.clone().map(|m| {
             m.connection_opened();

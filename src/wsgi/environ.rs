@@ -248,8 +248,9 @@ pub(super) fn build<'py>(
         intern!(py, "SERVER_PROTOCOL"),
         protocol_str(py, parts.version),
     )?;
-    env.set_item(intern!(py, "REMOTE_ADDR"), conn.remote_addr.as_str())?;
-    env.set_item(intern!(py, "REMOTE_PORT"), conn.remote_port.as_str())?;
+    let strings = conn.py_strings(py);
+    env.set_item(intern!(py, "REMOTE_ADDR"), strings.remote_addr.bind(py))?;
+    env.set_item(intern!(py, "REMOTE_PORT"), strings.remote_port.bind(py))?;
     env.set_item(intern!(py, "wsgi.url_scheme"), review.scheme)?;
     // The connection's own TLS, as Apache's mod_ssl and nginx's fastcgi params say it.
     if conn.url_scheme == "https" {
@@ -266,12 +267,17 @@ pub(super) fn build<'py>(
     // As gunicorn: a TCP listener names itself; behind a Unix socket the Host header (and the
     // scheme's default port) stands in for the address the socket does not have.
     let host = parts.headers.get(HOST).map(|h| h.as_bytes());
-    let (name, port) = match host {
-        Some(host) if conn.is_unix() && !host.is_empty() => split_host(host, review.scheme),
-        _ => (conn.server_name.clone(), conn.server_port.clone()),
-    };
-    env.set_item(intern!(py, "SERVER_NAME"), name)?;
-    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+    match host {
+        Some(host) if conn.is_unix() && !host.is_empty() => {
+            let (name, port) = split_host(host, review.scheme);
+            env.set_item(intern!(py, "SERVER_NAME"), name)?;
+            env.set_item(intern!(py, "SERVER_PORT"), port)?;
+        }
+        _ => {
+            env.set_item(intern!(py, "SERVER_NAME"), strings.server_name.bind(py))?;
+            env.set_item(intern!(py, "SERVER_PORT"), strings.server_port.bind(py))?;
+        }
+    }
 
     for key in parts.headers.keys() {
         if key.as_str().contains('_') && !review.keep.contains(key) {
@@ -586,14 +592,14 @@ mod tests {
     }
 
     fn peer(addr: &str) -> ConnInfo {
-        ConnInfo {
-            remote_addr: addr.into(),
-            remote_port: "1".into(),
-            server_name: "s".into(),
-            server_port: "80".into(),
-            url_scheme: "http",
-            client_cert: None,
-        }
+        ConnInfo::new(
+            addr.into(),
+            "1".into(),
+            "s".into(),
+            "80".into(),
+            "http",
+            None,
+        )
     }
 
     fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {

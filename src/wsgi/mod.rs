@@ -24,7 +24,8 @@ pub use environ::{build_for_bench, HeaderPolicy, Keep, Statics};
 pub use response::{serve, Served};
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString};
 
 /// Code run around each request, such as the config file's `pre_request` and `post_request`
 /// hooks: `wsgi` calls it on the pool thread, whoever builds `Statics` supplies it.
@@ -51,7 +52,6 @@ pub struct RequestView<'a> {
 }
 
 /// What the connection says about itself, built once per connection.
-#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// `REMOTE_ADDR` / `REMOTE_PORT`: the peer; empty for a Unix socket.
     pub remote_addr: String,
@@ -63,9 +63,51 @@ pub struct ConnInfo {
     pub url_scheme: &'static str,
     /// The TLS client's certificate (PEM), when it sent one: `SSL_CLIENT_CERT`.
     pub client_cert: Option<String>,
+    /// The four strings above as Python strings, made by the connection's first request and
+    /// shared by the rest (every environ holds them).
+    py_strings: PyOnceLock<ConnStrings>,
+}
+
+/// `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_NAME`, `SERVER_PORT` of a connection, as Python strings.
+struct ConnStrings {
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    server_name: Py<PyString>,
+    server_port: Py<PyString>,
 }
 
 impl ConnInfo {
+    pub fn new(
+        remote_addr: String,
+        remote_port: String,
+        server_name: String,
+        server_port: String,
+        url_scheme: &'static str,
+        client_cert: Option<String>,
+    ) -> ConnInfo {
+        ConnInfo {
+            remote_addr,
+            remote_port,
+            server_name,
+            server_port,
+            url_scheme,
+            client_cert,
+            py_strings: PyOnceLock::new(),
+        }
+    }
+
+    /// The connection's strings for the environ, made once. A `PyOnceLock`, not a `OnceLock`:
+    /// two HTTP/2 streams of one connection may get here at once, and waiting on a plain lock
+    /// while attached to Python could deadlock with the thread that is making them.
+    fn py_strings(&self, py: Python<'_>) -> &ConnStrings {
+        self.py_strings.get_or_init(py, || ConnStrings {
+            remote_addr: PyString::new(py, &self.remote_addr).unbind(),
+            remote_port: PyString::new(py, &self.remote_port).unbind(),
+            server_name: PyString::new(py, &self.server_name).unbind(),
+            server_port: PyString::new(py, &self.server_port).unbind(),
+        })
+    }
+
     /// Whether the peer came through a Unix socket (it has no address).
     pub fn is_unix(&self) -> bool {
         self.remote_addr.is_empty()
