@@ -232,7 +232,7 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
         };
         if let Some(reject) = reject {
             let resp = RequestError::from(reject).into_response();
-            return Respond(Box::pin(async move { metered(resp, meter) }));
+            return Respond::new(async move { resp }, meter);
         }
         let static_hit = self.shared.static_site.as_ref().and_then(|site| {
             let hit = site.find(req.uri().path())?;
@@ -241,7 +241,7 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
         let shared = self.shared.clone();
         let conn = self.conn.clone();
         let notes = self.notes.clone();
-        Respond(Box::pin(async move {
+        let answer = async move {
             let closing = notes.clone();
             let mut resp = match static_hit {
                 Some((site, hit)) => site.answer(hit, conn, note.raw_target, req).await,
@@ -259,8 +259,9 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
                     http::HeaderValue::from_static("close"),
                 );
             }
-            metered(resp, meter)
-        }))
+            resp
+        };
+        Respond::new(answer, meter)
     }
 }
 
@@ -272,20 +273,38 @@ fn metered(resp: Response<ResponseBody>, meter: Option<Meter>) -> Response<Meter
 
 /// The answer to one request. A panic while it is worked out is caught here and answered 500,
 /// so a bug in request handling costs that request, not the connection or the runtime.
-pub struct Respond(Pin<Box<dyn Future<Output = Response<MeteredBody>> + Send>>);
+pub struct Respond {
+    answer: Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>,
+    /// Held here, not in `answer`, so that a caught panic's 500 is counted too.
+    meter: Option<Meter>,
+}
+
+impl Respond {
+    fn new(
+        answer: impl Future<Output = Response<ResponseBody>> + Send + 'static,
+        meter: Option<Meter>,
+    ) -> Respond {
+        Respond {
+            answer: Box::pin(answer),
+            meter,
+        }
+    }
+}
 
 impl Future for Respond {
     type Output = Result<Response<MeteredBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.get_mut().0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
-            Ok(Poll::Ready(resp)) => Poll::Ready(Ok(resp)),
+        let this = self.get_mut();
+        let answer = &mut this.answer;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx))) {
+            Ok(Poll::Ready(resp)) => Poll::Ready(Ok(metered(resp, this.meter.take()))),
             Ok(Poll::Pending) => Poll::Pending,
             // Never polled again: hyper takes the answer and drops the future.
             Err(_) => {
                 tracing::error!("a panic while handling a request was caught; answering 500");
-                Poll::Ready(Ok(metered(RequestError::WorkerLost.into_response(), None)))
+                let resp = RequestError::WorkerLost.into_response();
+                Poll::Ready(Ok(metered(resp, this.meter.take())))
             }
         }
     }
@@ -409,14 +428,23 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let respond = Respond(Box::pin(async {
-            if std::hint::black_box(true) {
-                panic!("a bug in request handling");
-            }
-            metered(RequestError::Timeout.into_response(), None)
-        }));
+        let metrics = Arc::new(Metrics::new(None));
+        let respond = Respond::new(
+            async {
+                if std::hint::black_box(true) {
+                    panic!("a bug in request handling");
+                }
+                RequestError::Timeout.into_response()
+            },
+            Some(Meter::start(metrics.clone())),
+        );
         let resp = rt.block_on(respond).unwrap();
         assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        // Counted once the answer is done with, as any other.
+        drop(resp);
+        let counted = metrics.snapshot();
+        assert_eq!(counted.status, [(500, 1)]);
+        assert_eq!(counted.in_flight, 0);
     }
 
     #[tokio::test]
