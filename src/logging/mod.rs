@@ -211,7 +211,9 @@ pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Res
         let subscriber = tracing_subscriber::registry()
             .with(python::ToPython { logger, max: level })
             .with(statsd_logs());
-        let _ = tracing::subscriber::set_global_default(subscriber);
+        // As `fmt().try_init()` below: also routes the `log` records of crates such as
+        // rustls into the same log.
+        let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
         return Ok(());
     }
     let sink = Sink::open(&settings.errorlog, Sink::Stderr)?;
@@ -226,7 +228,9 @@ pub fn init(settings: &LogSettings, python: Option<python::PyLogger>) -> io::Res
             .with_writer(sink)
             .with_filter(LevelFilter::from_level(level));
         let subscriber = tracing_subscriber::registry().with(fmt).with(statsd_logs());
-        let _ = tracing::subscriber::set_global_default(subscriber);
+        // As `fmt().try_init()` below: also routes the `log` records of crates such as
+        // rustls into the same log.
+        let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
         return Ok(());
     }
     let _ = tracing_subscriber::fmt()
