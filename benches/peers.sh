@@ -1,40 +1,66 @@
 #!/usr/bin/env bash
-# benches/peers.sh — ferrocorn beside the peer WSGI servers, in one peerbench run.
+# benches/peers.sh — ferrocorn beside the peer WSGI servers: the proof issue 5 asks for.
 #
-# Installs ferrocorn from this checkout into the peerbench venv (maturin build), then runs
-# peerbench (../../shared/peerbench, relative to this script; its setup_env.sh must have been run)
-# with gunicorn (gthread, sync), granian (-w1, 4 blocking threads) and the bare-hyper ceiling,
-# plus ferrocorn twice: `--workers 2 --threads 4` (same pool as gunicorn gthread) and
-# `--workers 1 --threads 4`. Server pinned on CPU 0, wrk on CPU 1. Prints the markdown report.
+# Installs ferrocorn from this checkout into the peerbench venv, then runs peerbench
+# (../../shared/peerbench, relative to this script; run its setup_env.sh first) three times:
+#   main     every peer peerbench knows (gunicorn sync and gthread, granian, waitress, uWSGI,
+#            bjoern, pyruvate, nginx, the bare hyper server) and ferrocorn `--workers 2
+#            --threads 4` (gunicorn gthread's pool) and `--workers 1 --threads 4`, on every
+#            workload, pinned and unpinned ($MODE), $REPS repetitions interleaved;
+#   memory   ferrocorn `--workers 1` and `--workers 32` on django-html, pinned: the RSS target;
+#   procs    `--processes 2 --workers 1 --threads 4` against gunicorn gthread `-w 2 --threads 4`
+#            on django-json, unpinned (both cores).
+# Then prints one report over the three result files.
 #
-# Usage: benches/peers.sh [OUT.json]      (default: peerbench's results/ferrocorn-STAMP.json)
-# Environment: REPS (default 3), WORKLOADS (default hello,django-html,django-json,stream,upload,download)
-# Takes about 25-35 minutes with the defaults; needs a quiet machine.
+# Usage: benches/peers.sh [OUTDIR]        (default: peerbench's results/issue5-STAMP/)
+# Environment: REPS (3), MODE (both), WORKLOADS (all), PARTS ("main memory procs").
+# The main part takes about two hours on 2 vCPUs with the defaults; it needs a quiet machine
+# (peerbench waits for quiet and redoes disturbed runs).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-bench="$(cd "$(dirname "$0")/../../shared/peerbench" && pwd)"
+bench="$(cd "$here/../../shared/peerbench" && pwd)"
 venv="$bench/.venv"
 
 reps="${REPS:-3}"
-workloads="${WORKLOADS:-hello,django-html,django-json,stream,upload,download}"
-out="${1:-$bench/results/ferrocorn-$(date -u +%Y%m%dT%H%M%SZ).json}"
-mkdir -p "$(dirname "$out")"
-out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+mode="${MODE:-both}"
+workloads="${WORKLOADS:-hello,hello-c1,hello-c1000,django-html,django-json,stream,upload,download}"
+parts="${PARTS:-main memory procs}"
+out="${1:-$bench/results/issue5-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 
 echo "==> pip install $repo into $venv"
-"$venv/bin/pip" install --quiet "$repo"
+"$venv/bin/pip" install --quiet --force-reinstall --no-deps "$repo"
 "$venv/bin/ferrocorn" --version
 
+ferrocorn="ferrocorn --bind {host}:{port}"
 cd "$bench"
-echo "==> peerbench run -> $out"
-python3 peerbench.py run --mode pinned --reps "$reps" --workers 2 --threads 4 \
-    --peers gunicorn-gthread,gunicorn-sync,granian-w1-bt4,hyper \
-    --server "ferrocorn=ferrocorn --workers {workers} --threads {threads} --bind {host}:{port} {app}" \
-    --server "ferrocorn-w1t4=ferrocorn --workers 1 --threads 4 --bind {host}:{port} {app}" \
-    --workloads "$workloads" \
-    --out "$out"
+files=()
+for part in $parts; do
+    echo "==> peerbench: $part -> $out/$part.json"
+    case $part in
+        main)
+            python3 peerbench.py run --mode "$mode" --reps "$reps" --workers 2 --threads 4 \
+                --server "ferrocorn=$ferrocorn --workers {workers} --threads {threads} {app}" \
+                --server "ferrocorn-w1t4=$ferrocorn --workers 1 --threads 4 {app}" \
+                --workloads "$workloads" --out "$out/main.json" ;;
+        memory)
+            python3 peerbench.py run --mode pinned --reps "$reps" --peers '' \
+                --server "ferrocorn-w1=$ferrocorn --workers 1 {app}" \
+                --server "ferrocorn-w32=$ferrocorn --workers 32 {app}" \
+                --workloads django-html --out "$out/memory.json" ;;
+        procs)
+            python3 peerbench.py run --mode unpinned --reps "$reps" --workers 2 --threads 4 \
+                --peers gunicorn-gthread \
+                --server "ferrocorn-p2=$ferrocorn --processes 2 --workers 1 --threads 4 {app}" \
+                --server "ferrocorn=$ferrocorn --workers {workers} --threads {threads} {app}" \
+                --workloads django-json --out "$out/procs.json" ;;
+        *) echo "unknown part: $part" >&2; exit 2 ;;
+    esac
+    files+=("$out/$part.json")
+done
 
 echo
-python3 peerbench.py report "$out"
+python3 peerbench.py report "${files[@]}"
