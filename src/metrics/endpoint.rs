@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::{prometheus, Health, Readiness, Source};
-use crate::server::{Bound, Kind};
+use crate::server::{Accept, Bound, Kind, TcpBound, UnixBound};
 
 /// What the endpoint answers from.
 #[derive(Clone)]
@@ -31,35 +31,29 @@ pub struct Endpoint {
 pub fn start(bound: Bound, endpoint: Endpoint) -> std::io::Result<()> {
     bound.socket.set_nonblocking(true)?;
     match bound.kind {
-        Kind::Tcp(_) => {
+        Kind::Tcp(addr) => {
             let l = TcpListener::from_std(std::net::TcpListener::from(bound.socket))?;
-            tokio::spawn(async move {
-                loop {
-                    match l.accept().await {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            tokio::spawn(connection(stream, endpoint.clone()));
-                        }
-                        Err(err) => backoff(err).await,
-                    }
-                }
-            });
+            tokio::spawn(accept_forever(TcpBound(l, addr), endpoint));
         }
-        Kind::Unix(_) => {
+        Kind::Unix(path) => {
             let l = UnixListener::from_std(std::os::unix::net::UnixListener::from(bound.socket))?;
-            tokio::spawn(async move {
-                loop {
-                    match l.accept().await {
-                        Ok((stream, _)) => {
-                            tokio::spawn(connection(stream, endpoint.clone()));
-                        }
-                        Err(err) => backoff(err).await,
-                    }
-                }
-            });
+            tokio::spawn(accept_forever(UnixBound(l, path), endpoint));
         }
     }
     Ok(())
+}
+
+/// The server's own accept (TCP_NODELAY included), with no connection cap and no graceful
+/// stop: a scrape is short, and the endpoint lives as long as the runtime.
+async fn accept_forever<L: Accept>(listener: L, endpoint: Endpoint) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, endpoint.clone()));
+            }
+            Err(err) => backoff(err).await,
+        }
+    }
 }
 
 async fn backoff(err: std::io::Error) {

@@ -49,95 +49,27 @@ pub fn render(s: &Snapshot) -> String {
     let _ = writeln!(out, "{name}_sum {}", s.latency_sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {cumulative}");
 
-    let mut one = |name: &str, kind: &str, help: &str, value: String| {
+    // The single-sample metrics: name, type, help, value.
+    let plain: [(&str, &str, &str, String); 14] = [
+        ("ferrocorn_requests_in_flight", "gauge", "Requests received and not yet fully answered.", s.in_flight.to_string()),
+        ("ferrocorn_request_body_bytes_total", "counter", "Request body bytes read from clients.", s.request_bytes.to_string()),
+        ("ferrocorn_response_body_bytes_total", "counter", "Response body bytes sent to clients.", s.response_bytes.to_string()),
+        ("ferrocorn_connections_accepted_total", "counter", "Client connections accepted.", s.connections_accepted.to_string()),
+        ("ferrocorn_connections_open", "gauge", "Client connections open now.", s.connections_open.to_string()),
+        ("ferrocorn_pool_threads", "gauge", "Python threads the pool is kept at (workers x threads, in every worker process).", s.pool.size.to_string()),
+        ("ferrocorn_pool_threads_busy", "gauge", "Pool threads running a request.", s.pool.busy.to_string()),
+        ("ferrocorn_pool_threads_idle", "gauge", "Pool threads waiting for a request.", s.pool.idle.to_string()),
+        ("ferrocorn_pool_queue_depth", "gauge", "Requests waiting for a pool thread.", s.pool.queued.to_string()),
+        ("ferrocorn_gil_wait_seconds_total", "counter", "Time pool threads spent waiting to take the GIL back after waiting for work.", format!("{}", s.gil_wait_ns as f64 / 1e9)),
+        ("ferrocorn_gil_waits_total", "counter", "Times pool threads took the GIL back after waiting for work.", s.gil_waits.to_string()),
+        ("ferrocorn_thread_restarts_total", "counter", "Pool threads replaced (--max-requests, or stuck past --timeout, or waiting on a slow client).", s.thread_restarts.to_string()),
+        ("ferrocorn_worker_restarts_total", "counter", "Worker processes started to replace one (--processes).", s.worker_restarts.to_string()),
+        ("ferrocorn_worker_processes", "gauge", "Processes serving requests.", s.processes.to_string()),
+    ];
+    for (name, kind, help, value) in plain {
         head(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
-    };
-    one(
-        "ferrocorn_requests_in_flight",
-        "gauge",
-        "Requests received and not yet fully answered.",
-        s.in_flight.to_string(),
-    );
-    one(
-        "ferrocorn_request_body_bytes_total",
-        "counter",
-        "Request body bytes read from clients.",
-        s.request_bytes.to_string(),
-    );
-    one(
-        "ferrocorn_response_body_bytes_total",
-        "counter",
-        "Response body bytes sent to clients.",
-        s.response_bytes.to_string(),
-    );
-    one(
-        "ferrocorn_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-        s.connections_accepted.to_string(),
-    );
-    one(
-        "ferrocorn_connections_open",
-        "gauge",
-        "Client connections open now.",
-        s.connections_open.to_string(),
-    );
-    one(
-        "ferrocorn_pool_threads",
-        "gauge",
-        "Python threads the pool is kept at (workers x threads, in every worker process).",
-        s.pool.size.to_string(),
-    );
-    one(
-        "ferrocorn_pool_threads_busy",
-        "gauge",
-        "Pool threads running a request.",
-        s.pool.busy.to_string(),
-    );
-    one(
-        "ferrocorn_pool_threads_idle",
-        "gauge",
-        "Pool threads waiting for a request.",
-        s.pool.idle.to_string(),
-    );
-    one(
-        "ferrocorn_pool_queue_depth",
-        "gauge",
-        "Requests waiting for a pool thread.",
-        s.pool.queued.to_string(),
-    );
-    one(
-        "ferrocorn_gil_wait_seconds_total",
-        "counter",
-        "Time pool threads spent waiting to take the GIL back after waiting for work.",
-        format!("{}", s.gil_wait_ns as f64 / 1e9),
-    );
-    one(
-        "ferrocorn_gil_waits_total",
-        "counter",
-        "Times pool threads took the GIL back after waiting for work.",
-        s.gil_waits.to_string(),
-    );
-    one(
-        "ferrocorn_thread_restarts_total",
-        "counter",
-        "Pool threads replaced (--max-requests, or stuck past --timeout, or waiting on a slow \
-         client).",
-        s.thread_restarts.to_string(),
-    );
-    one(
-        "ferrocorn_worker_restarts_total",
-        "counter",
-        "Worker processes started to replace one (--processes).",
-        s.worker_restarts.to_string(),
-    );
-    one(
-        "ferrocorn_worker_processes",
-        "gauge",
-        "Processes serving requests.",
-        s.processes.to_string(),
-    );
+    }
     out
 }
 

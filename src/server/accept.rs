@@ -48,7 +48,7 @@ pub(super) struct Ctx {
 }
 
 /// A listening socket of either kind, yielding streams and what the service must know of them.
-pub(super) trait Accept: Send + 'static {
+pub(crate) trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, ConnMeta)>> + Send;
     /// The listener back as a plain socket, still open.
@@ -56,7 +56,7 @@ pub(super) trait Accept: Send + 'static {
 }
 
 /// A TCP listener and the address it is bound to.
-pub(super) struct TcpBound(pub TcpListener, pub std::net::SocketAddr);
+pub(crate) struct TcpBound(pub TcpListener, pub std::net::SocketAddr);
 
 impl Accept for TcpBound {
     type Stream = TcpStream;
@@ -82,7 +82,7 @@ fn tcp_meta(stream: TcpStream, peer: std::net::SocketAddr) -> (TcpStream, ConnMe
 }
 
 /// A Unix listener and the path it is bound to (`SERVER_NAME` for its requests).
-pub(super) struct UnixBound(pub UnixListener, pub PathBuf);
+pub(crate) struct UnixBound(pub UnixListener, pub PathBuf);
 
 impl Accept for UnixBound {
     type Stream = UnixStream;

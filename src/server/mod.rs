@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::http::guard::Limits;
 use crate::http::Shared;
+pub(crate) use accept::{Accept, TcpBound, UnixBound};
 pub use listener::{bind_all, BindError, BindOptions, Bound, Kind};
 
 /// How the server was told to stop.
