@@ -255,8 +255,8 @@ pub(super) fn build<'py>(
     // The connection's own TLS, as Apache's mod_ssl and nginx's fastcgi params say it.
     if conn.url_scheme == "https" {
         env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
-        if let Some(cert) = &conn.client_cert {
-            env.set_item(intern!(py, "SSL_CLIENT_CERT"), cert)?;
+        if let Some(cert) = &strings.client_cert {
+            env.set_item(intern!(py, "SSL_CLIENT_CERT"), cert.bind(py))?;
         }
     }
     if let Some(forwarded) = &review.script_name {

@@ -63,17 +63,19 @@ pub struct ConnInfo {
     pub url_scheme: &'static str,
     /// The TLS client's certificate (PEM), when it sent one: `SSL_CLIENT_CERT`.
     pub client_cert: Option<String>,
-    /// The four strings above as Python strings, made by the connection's first request and
-    /// shared by the rest (every environ holds them).
+    /// The strings above as Python strings, made by the connection's first request and shared
+    /// by the rest (every environ holds them).
     py_strings: PyOnceLock<ConnStrings>,
 }
 
-/// `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_NAME`, `SERVER_PORT` of a connection, as Python strings.
+/// `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_NAME`, `SERVER_PORT` and `SSL_CLIENT_CERT` of a
+/// connection, as Python strings.
 struct ConnStrings {
     remote_addr: Py<PyString>,
     remote_port: Py<PyString>,
     server_name: Py<PyString>,
     server_port: Py<PyString>,
+    client_cert: Option<Py<PyString>>,
 }
 
 impl ConnInfo {
@@ -105,6 +107,10 @@ impl ConnInfo {
             remote_port: PyString::new(py, &self.remote_port).unbind(),
             server_name: PyString::new(py, &self.server_name).unbind(),
             server_port: PyString::new(py, &self.server_port).unbind(),
+            client_cert: self
+                .client_cert
+                .as_deref()
+                .map(|pem| PyString::new(py, pem).unbind()),
         })
     }
 
