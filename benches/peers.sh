@@ -7,14 +7,17 @@
 #            bjoern, pyruvate, nginx, the bare hyper server) and ferrocorn `--workers 2
 #            --threads 4` (gunicorn gthread's pool) and `--workers 1 --threads 4`, on every
 #            workload, pinned and unpinned ($MODE), $REPS repetitions interleaved;
-#   memory   ferrocorn `--workers 1` and `--workers 32` on django-html, pinned: the RSS target;
+#   memory   ferrocorn `--workers 1` and `--workers 32` on django-html and django-json, pinned:
+#            the RSS target;
 #   procs    `--processes 2 --workers 1 --threads 4` against gunicorn gthread `-w 2 --threads 4`
 #            on django-json, unpinned (both cores).
 # Then prints one report over the three result files.
 #
 # Usage: benches/peers.sh [OUTDIR]        (default: peerbench's results/issue5-STAMP/)
-# Environment: REPS (3), MODE (both), WORKLOADS (all), PARTS ("main memory procs").
-# The main part takes about two hours on 2 vCPUs with the defaults; it needs a quiet machine
+# Environment: REPS (3), MODE (both), WORKLOADS (all), PARTS ("main memory procs"), DURATION
+# (seconds of wrk per run, 10).
+# The main part takes about two hours on 2 vCPUs with the defaults (DURATION=6: about 85
+# minutes); it needs a quiet machine
 # (peerbench waits for quiet and redoes disturbed runs).
 set -euo pipefail
 
@@ -27,6 +30,7 @@ reps="${REPS:-3}"
 mode="${MODE:-both}"
 workloads="${WORKLOADS:-hello,hello-c1,hello-c1000,django-html,django-json,stream,upload,download}"
 parts="${PARTS:-main memory procs}"
+duration="${DURATION:-10}"
 out="${1:-$bench/results/issue5-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -43,17 +47,18 @@ for part in $parts; do
     case $part in
         main)
             python3 peerbench.py run --mode "$mode" --reps "$reps" --workers 2 --threads 4 \
+                --duration "$duration" \
                 --server "ferrocorn=$ferrocorn --workers {workers} --threads {threads} {app}" \
                 --server "ferrocorn-w1t4=$ferrocorn --workers 1 --threads 4 {app}" \
                 --workloads "$workloads" --out "$out/main.json" ;;
         memory)
-            python3 peerbench.py run --mode pinned --reps "$reps" --peers '' \
+            python3 peerbench.py run --mode pinned --reps "$reps" --peers '' --duration "$duration" \
                 --server "ferrocorn-w1=$ferrocorn --workers 1 {app}" \
                 --server "ferrocorn-w32=$ferrocorn --workers 32 {app}" \
-                --workloads django-html --out "$out/memory.json" ;;
+                --workloads django-html,django-json --out "$out/memory.json" ;;
         procs)
             python3 peerbench.py run --mode unpinned --reps "$reps" --workers 2 --threads 4 \
-                --peers gunicorn-gthread \
+                --duration "$duration" --peers gunicorn-gthread \
                 --server "ferrocorn-p2=$ferrocorn --processes 2 --workers 1 --threads 4 {app}" \
                 --server "ferrocorn=$ferrocorn --workers {workers} --threads {threads} {app}" \
                 --workloads django-json --out "$out/procs.json" ;;

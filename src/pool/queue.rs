@@ -1,33 +1,50 @@
 //! The job queue and the rule for waking threads.
 //!
-//! A thread is *sleeping* (detached, waiting on the condvar), on *standby* (awake and about to
+//! A thread is *sleeping* (detached, waiting on its condvar), on *standby* (awake and about to
 //! take a job once it holds the GIL), or *running* a job. Submitting wakes a sleeper only when
 //! nobody is on standby; taking a job wakes a sleeper only when jobs remain and nobody else is
 //! on standby. So under load the GIL holder drains the queue without a thread switch per job,
 //! and exactly one thread waits for the GIL, ready to serve the queue the moment the app
 //! releases it.
+//!
+//! Sleepers are woken last in, first out: each sleeps on its own condvar, and a wake-up goes to
+//! the thread that went to sleep most recently. A shared condvar wakes the longest sleeper (the
+//! futex queue is FIFO), which under light load rotates every job through all the threads, so
+//! each of `--workers 32` keeps its stack, its Python frames and its malloc arena warm; LIFO
+//! keeps the work on the few threads the load needs and lets the others stay cold.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 pub(super) struct Queue<J> {
     state: Mutex<State<J>>,
-    wake: Condvar,
     /// The most jobs waiting for a thread; `None` for no bound beyond the connection cap.
     limit: Option<usize>,
 }
 
 struct State<J> {
     jobs: VecDeque<J>,
-    sleeping: usize,
+    /// The sleeping threads, the most recent last.
+    sleepers: Vec<Arc<Waiter>>,
     standby: usize,
-    /// Wake-ups sent and not yet taken by a sleeper (proof against spurious wake-ups).
-    signals: usize,
     /// Threads asked to leave the pool (`shrink`) and not yet gone.
     leaving: usize,
     /// Threads running a job (for the metrics).
     running: usize,
     closed: bool,
+}
+
+/// A sleeping thread's own wake-up. `woken` is only read and written under the queue's lock;
+/// it tells a wake-up from a spurious one.
+#[derive(Default)]
+struct Waiter {
+    cv: Condvar,
+    woken: AtomicBool,
+}
+
+thread_local! {
+    static WAITER: Arc<Waiter> = Arc::default();
 }
 
 /// Why a job was not queued.
@@ -48,16 +65,14 @@ impl<J> Queue<J> {
     pub(super) fn with_limit(limit: Option<usize>) -> Queue<J> {
         let state = State {
             jobs: VecDeque::new(),
-            sleeping: 0,
+            sleepers: Vec::new(),
             standby: 0,
-            signals: 0,
             leaving: 0,
             running: 0,
             closed: false,
         };
         Queue {
             state: Mutex::new(state),
-            wake: Condvar::new(),
             limit,
         }
     }
@@ -66,13 +81,20 @@ impl<J> Queue<J> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Moves one sleeper to standby.
+    /// Moves the most recent sleeper to standby.
     fn wake_one(&self, st: &mut State<J>) {
-        if st.sleeping > 0 {
-            st.sleeping -= 1;
+        if let Some(waiter) = st.sleepers.pop() {
             st.standby += 1;
-            st.signals += 1;
-            self.wake.notify_one();
+            waiter.woken.store(true, Ordering::Relaxed);
+            waiter.cv.notify_one();
+        }
+    }
+
+    /// Wakes every sleeper to look at the state again (closing, shrinking); they stay counted
+    /// as sleepers until they do.
+    fn wake_all(st: &State<J>) {
+        for waiter in &st.sleepers {
+            waiter.cv.notify_one();
         }
     }
 
@@ -113,13 +135,17 @@ impl<J> Queue<J> {
     /// (jobs waiting, threads waiting for work, threads running a job), under one lock.
     pub(super) fn sample(&self) -> (usize, usize, usize) {
         let st = self.lock();
-        (st.jobs.len(), st.sleeping + st.standby, st.running)
+        (st.jobs.len(), st.sleepers.len() + st.standby, st.running)
     }
 
     /// Called on standby with nothing to take (and Python detached): sleeps until woken, and
     /// returns on standby. `false` when the thread should exit: the queue is closed and empty,
     /// or the pool is shrinking.
     pub(super) fn sleep(&self) -> bool {
+        WAITER.with(|waiter| self.sleep_on(waiter))
+    }
+
+    fn sleep_on(&self, waiter: &Arc<Waiter>) -> bool {
         let mut st = self.lock();
         loop {
             if !st.jobs.is_empty() {
@@ -133,15 +159,14 @@ impl<J> Queue<J> {
                 return false;
             }
             st.standby -= 1;
-            st.sleeping += 1;
-            while st.signals == 0 && !st.closed && st.leaving == 0 {
-                st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            waiter.woken.store(false, Ordering::Relaxed);
+            st.sleepers.push(waiter.clone());
+            while !waiter.woken.load(Ordering::Relaxed) && !st.closed && st.leaving == 0 {
+                st = waiter.cv.wait(st).unwrap_or_else(|p| p.into_inner());
             }
-            if st.signals > 0 {
-                // The waker already counted this thread on standby.
-                st.signals -= 1;
-            } else {
-                st.sleeping -= 1;
+            // A woken thread was taken off the sleepers and counted on standby by its waker.
+            if !waiter.woken.load(Ordering::Relaxed) {
+                st.sleepers.retain(|w| !Arc::ptr_eq(w, waiter));
                 st.standby += 1;
             }
         }
@@ -149,8 +174,9 @@ impl<J> Queue<J> {
 
     /// Asks one thread to leave: the next to go idle (or to finish a job) exits.
     pub(super) fn shrink(&self) {
-        self.lock().leaving += 1;
-        self.wake.notify_all();
+        let mut st = self.lock();
+        st.leaving += 1;
+        Self::wake_all(&st);
     }
 
     /// Called by a thread that just finished a job: whether it should leave because the pool
@@ -186,8 +212,9 @@ impl<J> Queue<J> {
     }
 
     pub(super) fn close(&self) {
-        self.lock().closed = true;
-        self.wake.notify_all();
+        let mut st = self.lock();
+        st.closed = true;
+        Self::wake_all(&st);
     }
 }
 
@@ -196,39 +223,83 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// (sleeping, standby, signals), read under one lock.
-    fn counts<J>(q: &Queue<J>) -> (usize, usize, usize) {
+    /// (sleeping, standby, woken and not yet up), read under one lock.
+    fn counts<J>(q: &Queue<J>, sleepers: &[Arc<Waiter>]) -> (usize, usize, usize) {
         let st = q.lock();
-        (st.sleeping, st.standby, st.signals)
+        let woken = sleepers
+            .iter()
+            .filter(|w| w.woken.load(Ordering::Relaxed))
+            .count();
+        (st.sleepers.len(), st.standby, woken)
+    }
+
+    /// Counts `n` pretend sleepers in (no thread waits on them).
+    fn pretend_sleepers<J>(q: &Queue<J>, n: usize) -> Vec<Arc<Waiter>> {
+        let all: Vec<Arc<Waiter>> = (0..n).map(|_| Arc::default()).collect();
+        q.lock().sleepers.extend(all.iter().cloned());
+        all
     }
 
     #[test]
     fn a_push_wakes_a_sleeper_only_when_nobody_stands_by() {
         let q: Queue<u32> = Queue::new();
-        {
-            let mut st = q.lock();
-            st.sleeping = 2;
-            st.standby = 1;
-        }
+        let sleepers = pretend_sleepers(&q, 2);
+        q.join();
         q.push(1).unwrap();
-        assert_eq!(counts(&q), (2, 1, 0));
+        assert_eq!(counts(&q, &sleepers), (2, 1, 0));
         // The standby thread takes it; the queue is empty, so nobody else is woken.
         assert_eq!(q.take(), Some(1));
-        assert_eq!(counts(&q), (2, 0, 0));
-        // Now nobody stands by: the next job wakes one sleeper.
+        assert_eq!(counts(&q, &sleepers), (2, 0, 0));
+        // Now nobody stands by: the next job wakes one sleeper, the one that slept last.
         q.push(2).unwrap();
-        assert_eq!(counts(&q), (1, 1, 1));
+        assert_eq!(counts(&q, &sleepers), (1, 1, 1));
+        assert!(sleepers[1].woken.load(Ordering::Relaxed));
     }
 
     #[test]
     fn taking_with_jobs_left_keeps_someone_on_standby() {
         let q: Queue<u32> = Queue::new();
-        q.lock().sleeping = 3;
+        let sleepers = pretend_sleepers(&q, 3);
         q.join();
         q.push(1).unwrap();
         q.push(2).unwrap();
         assert_eq!(q.take(), Some(1));
-        assert_eq!(counts(&q), (2, 1, 1));
+        assert_eq!(counts(&q, &sleepers), (2, 1, 1));
+    }
+
+    #[test]
+    fn the_thread_that_slept_last_is_woken_first() {
+        let q: Arc<Queue<u32>> = Arc::new(Queue::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut handles = Vec::new();
+        for name in 0..3 {
+            let (mine, tx) = (q.clone(), tx.clone());
+            mine.join();
+            handles.push(std::thread::spawn(move || {
+                while mine.sleep() {
+                    if let Some(job) = mine.take() {
+                        tx.send((name, job)).unwrap();
+                        mine.back_on_standby();
+                    }
+                }
+            }));
+            // Each goes to sleep before the next starts, so they sleep in the order 0, 1, 2.
+            while q.lock().sleepers.len() < name + 1 {
+                std::thread::yield_now();
+            }
+        }
+        q.push(10).unwrap();
+        assert_eq!(rx.recv().unwrap(), (2, 10));
+        // Thread 2 goes back to sleep last, so it serves the next job too.
+        while q.lock().sleepers.len() < 3 {
+            std::thread::yield_now();
+        }
+        q.push(11).unwrap();
+        assert_eq!(rx.recv().unwrap(), (2, 11));
+        q.close();
+        for h in handles {
+            h.join().unwrap();
+        }
     }
 
     #[test]
