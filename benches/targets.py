@@ -49,6 +49,12 @@ class Runs:
         return max(scored)[1] if scored else None
 
 
+def times(r: float, needed: float) -> str:
+    """`r` as a ratio, with a fourth decimal when three would round it onto the target."""
+    shown = f"{r:.3f}"
+    return (f"{r:.4f}" if float(shown) == needed and r != needed else shown) + "×"
+
+
 def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "–"
@@ -76,7 +82,7 @@ def rows(runs: Runs, me: str):
         return (
             target,
             f"{op} {needed}×",
-            f"{r:.2f}×",
+            times(r, needed),
             f"{fmt(mine, 'req/s')} vs {other} {fmt(theirs, 'req/s')}",
             met,
         )
@@ -123,7 +129,7 @@ def rows(runs: Runs, me: str):
             yield (
                 f"peak RSS `--workers 32` ÷ `--workers 1`, {workload}",
                 "≤ 1.2×",
-                f"{many / one:.2f}×",
+                times(many / one, 1.2),
                 f"{fmt(many, 'MiB')} vs {fmt(one, 'MiB')}",
                 many / one <= 1.2,
             )
@@ -142,7 +148,7 @@ def rows(runs: Runs, me: str):
     yield (
         "hello peak RSS vs bjoern",
         "≤ 2×",
-        f"{mine / theirs:.2f}×" if mine and theirs else "–",
+        times(mine / theirs, 2) if mine and theirs else "–",
         f"{fmt(mine, 'MiB')} vs bjoern {fmt(theirs, 'MiB')}",
         None if not (mine and theirs) else mine / theirs <= 2,
     )
@@ -158,7 +164,7 @@ def _procs(runs: Runs, me: str) -> tuple:
     return (
         target,
         "≥ 1.2×",
-        f"{mine / theirs:.2f}×",
+        times(mine / theirs, 1.2),
         f"{fmt(mine, 'req/s')} vs {fmt(theirs, 'req/s')}",
         mine / theirs >= 1.2,
     )
