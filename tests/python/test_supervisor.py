@@ -4,6 +4,7 @@ with the server and reload one after another on SIGHUP; an app that does not imp
 server with exit 4; --max-requests recycles workers under load without a failed request;
 --preload, -n/--name, -D/--daemon with -p, and -u/-g."""
 
+import contextlib
 import grp
 import os
 import pwd
@@ -98,7 +99,9 @@ def test_a_worker_process_that_stops_responding_is_killed_and_replaced(server_fa
         (new,) = booted_pids(server, 1, since=mark)
     finally:
         if is_running(victim):
-            os.kill(victim, signal.SIGCONT)
+            # The supervisor may kill and reap it between the check and the signal.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
     poll_until(lambda: not is_running(victim), what=f"worker {victim} gone")
     assert new not in pids
     # The other worker served all along; the new one serves too.
