@@ -369,6 +369,8 @@ pub struct ProcessSettings {
     pub initgroups: bool,
     /// `-n`: the process title.
     pub proc_name: Option<String>,
+    /// Threads run as `SCHED_BATCH` (`--no-sched-batch` turns it off).
+    pub sched_batch: bool,
 }
 
 /// Where logs go.
@@ -594,6 +596,7 @@ fn resolve(
         print_config: _,
         preload_app,
         sendfile: _,
+        sched_batch,
         reuse_port,
         chdir,
         static_files,
@@ -851,6 +854,7 @@ fn resolve(
             group,
             initgroups,
             proc_name,
+            sched_batch,
         },
         log: LogSettings {
             level: loglevel,

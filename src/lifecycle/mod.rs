@@ -67,6 +67,8 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
     if settings.mode != Mode::Serve {
         return check(py, &settings).map(|()| Exit::Code(0));
     }
+    // Before any thread starts, so that all inherit it (worker processes too).
+    let batch = settings.process.sched_batch.then(process::batch_scheduling);
     let python = |err: PyErr| StartupError::Python(err.to_string());
     // Before the server's own handlers are installed, which this would replace.
     restore_default_sigint(py);
@@ -97,6 +99,9 @@ pub fn run(py: Python<'_>, settings: Settings, argv: &[String]) -> Result<Exit, 
         &settings.app.spec,
     );
     tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
+    if let Some(Err(err)) = batch {
+        tracing::warn!("Threads keep the default scheduling policy (not SCHED_BATCH): {err}");
+    }
     for note in &settings.notes {
         tracing::warn!("{note}");
     }

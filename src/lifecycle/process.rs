@@ -1,6 +1,6 @@
 //! How the process presents itself to the system, as gunicorn does it: `-D` (detach into the
 //! background), `-u`/`-g`/`--initgroups` (whom to run as once the sockets are bound) and
-//! `-n` (the process title).
+//! `-n` (the process title); and the scheduling policy its threads run under.
 
 use std::ffi::CString;
 
@@ -164,4 +164,29 @@ pub(super) fn set_title(py: Python<'_>, name: Option<&str>, role: &str, default:
             }
         }
     }
+}
+
+/// Puts this thread, and every thread and process started from it afterwards (they inherit the
+/// policy), under `SCHED_BATCH`: a woken thread does not preempt the one running on its core
+/// but waits for its turn. With the I/O threads and the pool threads handing each request back
+/// and forth, the default policy switches threads at each hand-off (and at each GIL release in
+/// the app) on a saturated core; batch lets each run until it waits. A server started under
+/// another policy than the default (real-time, idle) keeps it.
+#[allow(unsafe_code)]
+pub(super) fn batch_scheduling() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: system calls on the calling thread (pid 0) with a valid parameter.
+        let set = unsafe {
+            if libc::sched_getscheduler(0) != libc::SCHED_OTHER {
+                return Ok(());
+            }
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param)
+        };
+        if set != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 """Process integration: -p/--pid (written while serving, removed on exit,
 refused when another live process holds it), --reuse-port (two servers on one
-port), -m/--umask for Unix socket files, and what the main process keeps after
-a reload."""
+port), -m/--umask for Unix socket files, what the main process keeps after a
+reload, and the scheduling policy of the server's threads."""
 
 import os
 import signal
@@ -123,3 +123,20 @@ def test_usr2_starts_a_new_server_on_the_same_sockets_that_takes_over(server_fac
     while pidfile.exists():
         assert time.monotonic() < deadline, "the new server did not stop"
         time.sleep(0.02)
+
+
+@pytest.mark.skipif(IS_GUNICORN, reason="--no-sched-batch is ferrocorn's")
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+@pytest.mark.parametrize(
+    ("args", "policy"),
+    [([], "SCHED_BATCH"), (["--no-sched-batch"], "SCHED_OTHER")],
+)
+def test_every_server_thread_runs_under_sched_batch_unless_told_not_to(
+    server_factory, args, policy
+):
+    server = server_factory("wsgi_apps", ["--threads", "4", *args])
+    # A request goes through the connection threads and a pool thread, so all have started.
+    assert requests.get(server.url, timeout=10).status_code == 200
+    tids = [int(t) for t in os.listdir(f"/proc/{server.pid}/task")]
+    assert len(tids) >= 5  # the main thread, 4 pool threads, the runtime's
+    assert {os.sched_getscheduler(t) for t in tids} == {getattr(os, policy)}
