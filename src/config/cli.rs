@@ -208,14 +208,14 @@ pub struct Cli {
     #[arg(long, help_heading = MECHANICS)]
     pub reuse_port: bool,
 
-    /// Leave the server's threads under Linux's default scheduling policy. By default they run
-    /// as `SCHED_BATCH`: a thread woken on a busy core (a response for the connection thread, a
-    /// job for a pool thread, the GIL for another Python thread) waits for the running one's
-    /// turn to end instead of preempting it, so a saturated core serves requests in batches
-    /// with a few context switches a second rather than several per request. On an idle core
-    /// nothing changes. Turn it off when ferrocorn shares busy cores with latency-sensitive
-    /// processes. Ignored outside Linux and when started under a real-time policy.
-    #[arg(long = "no-sched-batch", action = clap::ArgAction::SetFalse, help_heading = MECHANICS)]
+    /// Run the server's threads under Linux's `SCHED_BATCH` policy: a thread woken on a busy
+    /// core (a response for the connection thread, a job for a pool thread, the GIL for another
+    /// Python thread) waits for the running one's turn to end instead of preempting it, so a
+    /// saturated core serves requests in batches. For CPU-bound apps on one core (a Django page
+    /// on SQLite: +13 % req/s in the benchmark); it lengthens their tail latency at saturation
+    /// and halves `wsgi.file_wrapper` download throughput, hence off by default. Ignored outside
+    /// Linux and when started under a real-time policy. Default is off.
+    #[arg(long, help_heading = MECHANICS)]
     pub sched_batch: bool,
 
     /// Change to this directory before loading the app.

@@ -369,7 +369,7 @@ pub struct ProcessSettings {
     pub initgroups: bool,
     /// `-n`: the process title.
     pub proc_name: Option<String>,
-    /// Threads run as `SCHED_BATCH` (`--no-sched-batch` turns it off).
+    /// `--sched-batch`: threads run as `SCHED_BATCH`.
     pub sched_batch: bool,
 }
 

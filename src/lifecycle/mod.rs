@@ -291,11 +291,19 @@ fn supervise_metrics(
     Ok(())
 }
 
+/// The most threads reading files (`wsgi.file_wrapper` bodies, `--static`) at once.
+const BLOCKING_THREADS: usize = 16;
+
 /// The I/O runtime, and the signal handlers installed in it.
 fn runtime() -> Result<(tokio::runtime::Runtime, Signals), StartupError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferrocorn-io")
+        // File blocks are read on the blocking threads. Tokio starts one more whenever none is
+        // idle (up to 512); on a saturated core under `--sched-batch` a woken reader waits for
+        // its turn, so without a bound each queued read got a thread of its own (523 threads
+        // in the benchmark's download). Reads past this bound queue.
+        .max_blocking_threads(BLOCKING_THREADS)
         // Signals are for the main thread: a mask it sets then covers the whole process.
         .on_thread_start(|| signals::hold(true))
         .build()

@@ -125,15 +125,13 @@ def test_usr2_starts_a_new_server_on_the_same_sockets_that_takes_over(server_fac
         time.sleep(0.02)
 
 
-@pytest.mark.skipif(IS_GUNICORN, reason="--no-sched-batch is ferrocorn's")
+@pytest.mark.skipif(IS_GUNICORN, reason="--sched-batch is ferrocorn's")
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
 @pytest.mark.parametrize(
     ("args", "policy"),
-    [([], "SCHED_BATCH"), (["--no-sched-batch"], "SCHED_OTHER")],
+    [(["--sched-batch"], "SCHED_BATCH"), ([], "SCHED_OTHER")],
 )
-def test_every_server_thread_runs_under_sched_batch_unless_told_not_to(
-    server_factory, args, policy
-):
+def test_every_server_thread_runs_under_sched_batch_when_asked(server_factory, args, policy):
     server = server_factory("wsgi_apps", ["--threads", "4", *args])
     # A request goes through the connection threads and a pool thread, so all have started.
     assert requests.get(server.url, timeout=10).status_code == 200
