@@ -8,6 +8,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import os
 import re
 import socket
 import time
@@ -16,7 +17,7 @@ from collections import Counter, defaultdict
 
 import pytest
 import requests
-from helpers import RawConnection, differs_on_gunicorn, pattern_bytes
+from helpers import IS_GUNICORN, RawConnection, differs_on_gunicorn, pattern_bytes
 
 
 def echo(server, path="/echo", **kwargs):
@@ -469,3 +470,28 @@ def test_a_quick_request_is_served_while_the_others_block(server_factory):
         last = requests.get(url, timeout=30)
         answers = [w.result() for w in waiting] + [last]
     assert [(a.status_code, a.text) for a in answers] == [(200, "met")] * 3
+
+
+@pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's file readers")
+def test_a_burst_of_downloads_reads_files_on_a_bounded_set_of_threads(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "4"])
+    size = 4 * 1024 * 1024
+    url = f"{server.url}/file?size={size}"
+    expected = hashlib.sha256(pattern_bytes(size)).digest()
+    assert requests.get(url, timeout=20).status_code == 200
+    tasks = f"/proc/{server.pid}/task"
+    before = len(os.listdir(tasks))
+
+    def download():
+        resp = requests.get(url, timeout=60)
+        return resp.status_code, hashlib.sha256(resp.content).digest()
+
+    peak = before
+    with concurrent.futures.ThreadPoolExecutor(64) as clients:
+        pending = [clients.submit(download) for _ in range(64)]
+        while not all(f.done() for f in pending):
+            peak = max(peak, len(os.listdir(tasks)))
+        answers = [f.result() for f in pending]
+    assert answers == [(200, expected)] * 64
+    # Tokio starts a reader whenever none is idle; the runtime bounds them at 16.
+    assert peak <= before + 16, f"{peak} threads during the burst, {before} before"
