@@ -212,9 +212,9 @@ pub struct Cli {
     /// core (a response for the connection thread, a job for a pool thread, the GIL for another
     /// Python thread) waits for the running one's turn to end instead of preempting it, so a
     /// saturated core serves requests in batches. For CPU-bound apps on one core (a Django page
-    /// on SQLite: +13 % req/s in the benchmark); it lengthens their tail latency at saturation
-    /// and halves `wsgi.file_wrapper` download throughput, hence off by default. Ignored outside
-    /// Linux and when started under a real-time policy. Default is off.
+    /// on SQLite: +13 % req/s in the benchmark); it lengthens their tail latency at saturation,
+    /// hence off by default. Ignored outside Linux and when started under a real-time policy.
+    /// Default is off.
     #[arg(long, help_heading = MECHANICS)]
     pub sched_batch: bool,
 

@@ -21,7 +21,8 @@ path                app
 /exc-info           ``exc_info_app``: replaces the headers via exc_info
 /exc-info-late      ``exc_info_late``: exc_info after the body started
 /write              ``write_app``: uses the write() callable
-/file               ``file_app``: wsgi.file_wrapper, ?size=, ?kind=file|bytesio
+/file               ``file_app``: wsgi.file_wrapper, ?size=, ?kind=file|bytesio,
+                    ?cache=drop (the file's pages evicted from the page cache)
 /slow               ``slow``: sleeps ?s= seconds
 /rendezvous         ``rendezvous``: waits until ?n= requests are in the app at once
 /closing            ``closing``: records close() calls (FERROCORN_TEST_CLOSE_LOG)
@@ -258,7 +259,8 @@ def file_app(environ, start_response):
 
     ``?kind=file`` (default) wraps a real (unlinked temporary) file, which a
     server may send with sendfile; ``?kind=bytesio`` wraps an io.BytesIO, a
-    file-like object without a file descriptor.
+    file-like object without a file descriptor. ``?cache=drop`` writes the file to
+    disk and drops it from the page cache, so the server must wait for the disk.
     """
     q = _query(environ)
     size = int(q.get("size", "100000"))
@@ -268,6 +270,10 @@ def file_app(environ, start_response):
         f = tempfile.TemporaryFile()  # noqa: SIM115 (file_wrapper closes it)
         f.write(pattern_bytes(size))
         f.seek(0)
+        if q.get("cache") == "drop":
+            f.flush()
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     start_response(
         "200 OK",
         [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))],

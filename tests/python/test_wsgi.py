@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import tempfile
 import time
 import urllib.parse
 from collections import Counter, defaultdict
@@ -472,11 +473,9 @@ def test_a_quick_request_is_served_while_the_others_block(server_factory):
     assert [(a.status_code, a.text) for a in answers] == [(200, "met")] * 3
 
 
-@pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's file readers")
-def test_a_burst_of_downloads_reads_files_on_a_bounded_set_of_threads(server_factory):
-    server = server_factory("wsgi_apps", ["--threads", "4"])
-    size = 4 * 1024 * 1024
-    url = f"{server.url}/file?size={size}"
+def download_burst(server, url, size):
+    """64 concurrent downloads of `url`, every body checked; returns the server's thread count
+    before the burst and the most seen during it."""
     expected = hashlib.sha256(pattern_bytes(size)).digest()
     assert requests.get(url, timeout=20).status_code == 200
     tasks = f"/proc/{server.pid}/task"
@@ -493,5 +492,37 @@ def test_a_burst_of_downloads_reads_files_on_a_bounded_set_of_threads(server_fac
             peak = max(peak, len(os.listdir(tasks)))
         answers = [f.result() for f in pending]
     assert answers == [(200, expected)] * 64
+    return before, peak
+
+
+@pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's file readers")
+def test_a_burst_of_downloads_reads_files_on_a_bounded_set_of_threads(server_factory):
+    server = server_factory("wsgi_apps", ["--threads", "4"])
+    size = 4 * 1024 * 1024
+    # Evicted from the page cache, every block is read from the disk by a blocking thread.
+    before, peak = download_burst(server, f"{server.url}/file?size={size}&cache=drop", size)
     # Tokio starts a reader whenever none is idle; the runtime bounds them at 16.
     assert peak <= before + 16, f"{peak} threads during the burst, {before} before"
+
+
+def reads_without_waiting(directory):
+    """Whether files in `directory` can be read with RWF_NOWAIT (Linux 4.14+, most filesystems)."""
+    with tempfile.TemporaryFile(dir=directory) as f:
+        f.write(b"x")
+        f.flush()
+        try:
+            return os.preadv(f.fileno(), [bytearray(1)], 0, os.RWF_NOWAIT) == 1
+        except OSError:
+            return False
+
+
+@pytest.mark.skipif(IS_GUNICORN, reason="ferrocorn's file readers")
+def test_cached_files_are_downloaded_without_starting_a_thread(server_factory):
+    if not reads_without_waiting(tempfile.gettempdir()):
+        pytest.skip("the temporary directory's filesystem cannot read without waiting")
+    server = server_factory("wsgi_apps", ["--threads", "4"])
+    size = 4 * 1024 * 1024
+    # The app's file was just written: the page cache has it, so the connections copy it
+    # themselves rather than hand each block to a blocking thread.
+    before, peak = download_burst(server, f"{server.url}/file?size={size}", size)
+    assert peak == before, f"{peak} threads during the burst, {before} before"
