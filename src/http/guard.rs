@@ -238,16 +238,11 @@ impl Guard {
                         Err(reject) => return self.refuse(reject, out, notes),
                     }
                 }
-                State::Fixed(n) => {
+                State::Fixed(n) | State::ChunkData(n) => {
                     let take = input.len().min(usize::try_from(n).unwrap_or(usize::MAX));
                     out.extend_from_slice(&input[..take]);
                     input = &input[take..];
-                    let left = n - take as u64;
-                    self.state = if left == 0 {
-                        State::Head
-                    } else {
-                        State::Fixed(left)
-                    };
+                    self.passed(take);
                 }
                 State::ChunkSize | State::Trailers => {
                     let trailers = self.state == State::Trailers;
@@ -284,17 +279,6 @@ impl Guard {
                         Err(r) => return self.fail_body(r, notes),
                     }
                 }
-                State::ChunkData(n) => {
-                    let take = input.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    let left = n - take as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
-                    };
-                }
                 State::ChunkEnd => {
                     let need = 2 - self.pending.len();
                     let take = need.min(input.len());
@@ -315,6 +299,28 @@ impl Guard {
             }
         }
         Verdict::Ok
+    }
+
+    /// How many of the next bytes are body data the guard need not see: the rest of a
+    /// `Content-Length` body or of a chunk's data. They may go to hyper without passing
+    /// through `push`, as long as `passed` counts them.
+    pub fn opaque(&self) -> u64 {
+        match self.state {
+            State::Fixed(n) | State::ChunkData(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// Counts `n` (at most `opaque()`) body data bytes as forwarded.
+    pub fn passed(&mut self, n: usize) {
+        let n = n as u64;
+        self.state = match self.state {
+            State::Fixed(left) if left <= n => State::Head,
+            State::Fixed(left) => State::Fixed(left - n),
+            State::ChunkData(left) if left <= n => State::ChunkEnd,
+            State::ChunkData(left) => State::ChunkData(left - n),
+            other => other,
+        };
     }
 
     fn refuse(&mut self, reject: Reject, out: &mut BytesMut, notes: &Notes) -> Verdict {

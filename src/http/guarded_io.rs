@@ -39,6 +39,32 @@ fn read_scratch<S: AsyncRead + Unpin, T>(
     })
 }
 
+/// Reads at most `max` bytes from `inner` into `buf`, without zeroing `buf` first (as
+/// `tokio::io::Take` does); returns how many came, 0 at the end of the stream.
+#[allow(unsafe_code)]
+fn read_at_most<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    max: u64,
+) -> Poll<io::Result<usize>> {
+    let max = usize::try_from(max)
+        .unwrap_or(usize::MAX)
+        .min(buf.remaining());
+    let mut part = buf.take(max);
+    let start = part.filled().as_ptr();
+    ready!(Pin::new(inner).poll_read(cx, &mut part))?;
+    if part.filled().as_ptr() != start {
+        return Poll::Ready(Err(io::Error::other("the reader swapped its buffer")));
+    }
+    let n = part.filled().len();
+    // SAFETY: the reader filled, so initialized, the first `n` bytes of the part, which are
+    // the first `n` unfilled bytes of `buf` (the same memory, checked above).
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Poll::Ready(Ok(n))
+}
+
 /// Checked bytes beyond this are not kept allocated once hyper has read them.
 const KEEP_OUT_CAPACITY: usize = 8 * 1024;
 
@@ -156,6 +182,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 }
                 Some(_) => return Poll::Ready(Ok(())),
                 None => {}
+            }
+            let opaque = this.guard.opaque();
+            if opaque > 0 && buf.remaining() > 0 {
+                // Body data the guard need not look at goes from the socket straight into
+                // hyper's buffer: an upload is not copied twice more through the scratch.
+                let n = ready!(read_at_most(&mut this.inner, cx, buf, opaque))?;
+                match n {
+                    0 => this.end = Some(Verdict::EndAfter),
+                    n => this.guard.passed(n),
+                }
+                return Poll::Ready(Ok(()));
             }
             let (guard, out, notes) = (&mut this.guard, &mut this.out, &this.notes);
             this.end = ready!(read_scratch(&mut this.inner, cx, |data| match data {
