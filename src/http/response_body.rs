@@ -52,7 +52,8 @@ impl ResponseBody {
 /// The size of the blocks a file is read in.
 const FILE_BLOCK: usize = 512 * 1024;
 
-/// `left` bytes of a file; one block read at a time on a blocking thread.
+/// `left` bytes of a file, one block at a time: from the page cache on the connection's task,
+/// or from the disk on a blocking thread.
 pub struct FileBody {
     /// `None` while a read holds it.
     file: Option<File>,
