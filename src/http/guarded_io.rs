@@ -2,9 +2,8 @@
 //! guard need not examine (a `Content-Length` body, a chunk's data) is read straight into
 //! hyper's buffer; the rest passes through the guard. Writes pass straight through, but a
 //! client that stops reading for `send_timeout` is cut off, so it cannot hold a response (and
-//! the pool thread streaming it) forever. An HTTP/2 connection
-//! keeps the write timeout and the lingering close but reads unguarded (`unguarded`): the guard
-//! knows HTTP/1 framing only.
+//! the pool thread streaming it) forever. An HTTP/2 connection keeps the write timeout and the
+//! lingering close but reads unguarded (`unguarded`): the guard knows HTTP/1 framing only.
 
 use std::future::Future;
 use std::io;
