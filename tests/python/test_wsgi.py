@@ -55,6 +55,10 @@ def test_environ_core_keys(wsgi_server):
     assert env["wsgi.input_terminated"] is True
     assert "CONTENT_TYPE" not in env or env["CONTENT_TYPE"] == ""
     assert "CONTENT_LENGTH" not in env or env["CONTENT_LENGTH"] in ("", "0")
+    # The template the environ is copied from holds a placeholder for each of these keys and
+    # padding it drops again: no placeholder or padding may reach the app.
+    assert [k for k, v in env.items() if v is None] == []
+    assert [k for k in env if k.startswith("ferrocorn.")] == []
 
 
 def test_environ_has_the_wsgi_objects(wsgi_server):
